@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the toolkit with its dev tools into .venv and runs the whole test suite.
+# Usage: bash scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_setup_env.sh
+install_toolkit ".[dev]"
+export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
+python -m ruff check meta_rl envs scripts tests
+python -m mypy
+python -m pytest -q -ra "$@"
