@@ -107,7 +107,7 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(tp))
     if tp is type(None):
         return "null"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return f"a mapping for {tp.__name__}"
     if origin is tuple:
         args = get_args(tp)
@@ -179,7 +179,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}: got {len(value)} values; expected {_describe(tp)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: got {value!r}; expected a mapping")
@@ -191,9 +193,7 @@ def _check_range(value: Any, f: dataclasses.Field[Any], key: str) -> None:
     meta = f.metadata
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(
-            f"{key}: got {value!r}; allowed: {', '.join(repr(c) for c in choices)}"
-        )
+        raise ConfigError(f"{key}: got {value!r}; allowed: {', '.join(repr(c) for c in choices)}")
     numbers: Iterable[Any] = value if isinstance(value, tuple) else (value,)
     for v in numbers:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -285,9 +285,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(
-    cls: type, data: Mapping[str, Any], overrides: Sequence[str]
-) -> dict[str, Any]:
+def apply_overrides(cls: type, data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides to a raw config mapping, checking each path against ``cls``."""
     result: dict[str, Any] = _deep_copy(data)
     for text in overrides:
@@ -321,9 +319,7 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
-def load_config(
-    cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()
-) -> C:
+def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
     """Load ``cls`` from a YAML file (or its defaults when ``path`` is None) plus overrides."""
     data: dict[str, Any] = {}
     if path is not None:

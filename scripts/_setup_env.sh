@@ -13,8 +13,7 @@ install_toolkit() {
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
       python -m pip install --quiet torch
     else
-      python -m pip install --quiet "torch==2.13.0" \
-        || python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+      python -m pip install --quiet "torch==2.13.0"
     fi
   fi
   python -m pip install --quiet -e "$spec"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the toolkit with its dev tools into .venv and runs the whole test suite.
+# Installs the toolkit with its dev tools into .venv and runs the lint, type and test suite.
 # Usage: bash scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,5 +7,6 @@ source scripts/_setup_env.sh
 install_toolkit ".[dev]"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 python -m ruff check meta_rl envs scripts tests
+python -m ruff format --check meta_rl envs scripts tests
 python -m mypy
 python -m pytest -q -ra "$@"

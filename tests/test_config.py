@@ -91,7 +91,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(override: str, message: str
 
 
 def test_unknown_key_in_yaml_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown key 'inner.momentum'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'inner\.momentum'"):
         load_config(Outer, write(tmp_path, {"inner": {"momentum": 0.9}}))
 
 
@@ -107,7 +107,7 @@ def test_bad_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_construction_in_code_is_validated_too() -> None:
-    with pytest.raises(ConfigError, match="Inner.lr: got 0.0; must be > 0"):
+    with pytest.raises(ConfigError, match=r"Inner\.lr: got 0\.0; must be > 0"):
         Inner(lr=0.0)
     assert Inner(lr=1).lr == 1.0 and isinstance(Inner(lr=1).lr, float)
     with pytest.raises(ConfigError, match="missing required key 'x'"):

@@ -1,0 +1,63 @@
+"""The single front door: ``metarl <verb> [options]``.
+
+Each verb lives in ``meta_rl/commands/<verb>.py`` and offers ``add_arguments(parser)`` and
+``run(args) -> int``. The verb modules are imported only when their verb is used, so
+``metarl --help`` answers at once without importing torch or MuJoCo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+__all__ = ["VERBS", "build_parser", "main"]
+
+#: verb -> (module under meta_rl.commands, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "run": ("run", "The main job: meta-train, then evaluate on unseen objects, plot and film it."),
+    "train": ("train", "Meta-train an agent across tasks (or --resume a run)."),
+    "evaluate": (
+        "evaluate",
+        "Few-episode adaptation on unseen objects, with confidence intervals.",
+    ),
+    "video": ("video", "Render a video of an agent on a task."),
+    "baselines": ("baselines", "Train the stable-baselines3 baselines from a config."),
+    "bench-envs": ("bench_envs", "Benchmark the environments against Meta-World."),
+    "bench-train": ("bench_train", "Benchmark meta-training throughput and learning curves."),
+}
+
+
+def _load(verb: str) -> ModuleType:
+    module_name, _ = VERBS[verb]
+    return importlib.import_module(f"meta_rl.commands.{module_name}")
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; with ``verb`` given, that verb's arguments are added in full."""
+    parser = argparse.ArgumentParser(
+        prog="metarl",
+        description="Model-based meta-RL for pick-and-place with simulated robot arms.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name, (_, help_text) in VERBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen verb; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(args_list)
+    result: int = _load(args.verb).run(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Configuration of the MAML inner loop (gradient-based adaptation of the policy within a trial)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from meta_rl.config import Config, param
+
+__all__ = ["MAMLConfig"]
+
+
+@dataclass(frozen=True)
+class MAMLConfig(Config):
+    """How the policy's parameters are adapted within a trial (Meta-SGD when step sizes learn)."""
+
+    enabled: bool = param(
+        False, "Adapt the policy's parameters with gradient steps after episodes of a trial."
+    )
+    inner_steps: int = param(1, "Gradient steps per adaptation.", ge=1, le=20)
+    inner_lr: float = param(
+        0.1,
+        "Inner step size (the initial value of every per-parameter step size if learned).",
+        gt=0.0,
+    )
+    learn_step_sizes: bool = param(
+        True, "Meta-learn one step size per parameter entry (Meta-SGD); false keeps inner_lr fixed."
+    )
+    first_order: bool = param(
+        False, "Drop second-order terms: treat the inner gradient as a constant in the outer loss."
+    )
+    adapt_layers: Literal["all", "last"] = param(
+        "last", "Which policy layers adapt: every layer, or the output layer only."
+    )
+    adapt_episodes: int | None = param(
+        None,
+        "Adapt after each of the first k episodes of a trial; null means after every episode.",
+        ge=1,
+    )
+    inner_loss: Literal["policy_gradient", "task_model"] = param(
+        "policy_gradient",
+        "Inner loss: a policy-gradient surrogate with the value baseline on the episode just "
+        "collected, or the negative reward predicted by the learned task model.",
+    )
