@@ -1,0 +1,62 @@
+"""Push: slide the object over the table to a hidden goal."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from envs import rewards as rw
+from envs.base import ArmEnv
+from envs.scene import Readings
+
+__all__ = ["PushEnv"]
+
+
+class PushEnv(ArmEnv):
+    """Push (``metarl/Push-v0``): move the object over the table to a hidden goal.
+
+    ## Description
+    The scene, action and observation of :class:`envs.reach.ReachEnv` (see its tables). The
+    goal lies on the table (at the object's resting height), at least 8 cm from the object's
+    start; it is hidden from the observation unless ``reveal_task=True``. Object shape, size,
+    mass and friction vary with the task; friction against the table changes how it slides.
+
+    ## Rewards
+    Dense (default), the sum of
+
+    * ``reward_reach = reach_weight * (1 - tanh(10 * |ee_pos - object_pos|))``
+    * ``reward_push = push_weight * (1 - tanh(10 * |object_xy - goal_xy|))``
+
+    in [0, reach_weight + push_weight] = [0, 1] by default. Sparse: ``reward_success = success``.
+    ``info["success"] = 1.0`` when the object's centre is within 0.05 m of the goal in the
+    horizontal plane.
+
+    ## Starting State, Episode End
+    As in Reach, with truncation after 100 steps (1.5 s).
+
+    ## Arguments
+    The shared ones (see Reach) and ``reach_weight`` (0.2), ``push_weight`` (0.8).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    variant: ClassVar[str] = "push"
+
+    def __init__(
+        self, *, reach_weight: float = 0.2, push_weight: float = 0.8, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.reach_weight = float(reach_weight)
+        self.push_weight = float(push_weight)
+
+    def dense_terms(
+        self, r: Readings, goal: np.ndarray, size: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        d_xy = rw.distance(r.object_pos[:, :2], goal[:, :2])
+        terms = {
+            "reach": self.reach_weight * rw.closeness(rw.distance(r.ee_pos, r.object_pos)),
+            "push": self.push_weight * rw.closeness(d_xy),
+        }
+        return terms, rw.within(d_xy)

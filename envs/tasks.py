@@ -1,0 +1,229 @@
+"""Tasks of the pick-and-place family: the object (shape, size, mass, friction), its initial pose
+and the goal; the train/test distributions over them.
+
+A :class:`Task` is a frozen dataclass of plain values, validated on construction. A
+:class:`TaskDistribution` samples tasks for one variant (``"reach"``, ``"push"`` or
+``"pick_place"``) from a split: the test split holds objects never seen in training (shape classes
+held out of training, and sizes, masses and frictions outside the training ranges).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "GOAL_BOUNDS",
+    "OBJECT_XY_BOUNDS",
+    "SHAPES",
+    "SPLITS",
+    "VARIANTS",
+    "SplitSpec",
+    "Task",
+    "TaskDistribution",
+]
+
+SHAPES: tuple[str, ...] = (
+    "box",
+    "cylinder",
+    "sphere",
+    "capsule",
+    "ellipsoid",
+    "l_block",
+    "t_block",
+)
+"""Object shape classes; ``Task.shape`` is one of them (the one-hot order in observations)."""
+
+VARIANTS: tuple[str, ...] = ("reach", "push", "pick_place")
+
+# Physically supported ranges (validation): every object of these ranges fits the gripper.
+SIZE_LIMITS = (0.01, 0.04)
+MASS_LIMITS = (0.005, 2.0)
+FRICTION_LIMITS = (0.05, 3.0)
+OBJECT_XY_BOUNDS = ((-0.2, 0.2), (-0.25, 0.25))
+"""Allowed initial (x, y) of the object, metres (table frame: the table top is z = 0)."""
+GOAL_BOUNDS = ((-0.2, 0.2), (-0.25, 0.25), (0.0, 0.35))
+"""Allowed goal positions, metres: the reach of the gripper above the table."""
+
+# Sampling regions (inside the bounds above).
+_OBJECT_XY_REGION = ((-0.08, 0.1), (-0.12, 0.12))
+_OBJECT_YAW_RANGE = (-0.25, 0.25)
+_REACH_GOAL_REGION = ((-0.12, 0.14), (-0.18, 0.18), (0.04, 0.28))
+_PLACE_GOAL_XY_REGION = ((-0.08, 0.1), (-0.12, 0.12))
+_PLACE_GOAL_HEIGHT = (0.06, 0.22)  # above the object's resting height, up to an absolute 0.22 + s
+_MIN_GOAL_DISTANCE = 0.08  # push / pick-place goals lie this far (xy) from the object's start
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: the object and where it starts, and the goal.
+
+    Fields:
+        shape: object shape class, one of :data:`SHAPES`.
+        size: half-width of the object across the gripper's closing axis, metres (every shape is
+            ``2 * size`` wide there and rests with its centre at height ``size``), in [0.01, 0.04].
+        mass: object mass, kg, in [0.005, 2].
+        friction: sliding friction coefficient of the object's surface, in [0.05, 3].
+        object_xy: initial (x, y) of the object on the table, metres, within
+            :data:`OBJECT_XY_BOUNDS`.
+        object_yaw: initial rotation of the object about the vertical, radians, in [-pi, pi].
+        goal: target position, metres, within :data:`GOAL_BOUNDS` (for reach: of the gripper;
+            for push and pick-place: of the object's centre).
+    """
+
+    shape: str
+    size: float
+    mass: float
+    friction: float
+    object_xy: tuple[float, float]
+    object_yaw: float
+    goal: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"Task.shape: got {self.shape!r}; allowed: {', '.join(SHAPES)}")
+        _check_range("Task.size", self.size, SIZE_LIMITS, "m")
+        _check_range("Task.mass", self.mass, MASS_LIMITS, "kg")
+        _check_range("Task.friction", self.friction, FRICTION_LIMITS, "")
+        _check_range("Task.object_yaw", self.object_yaw, (-math.pi, math.pi), "rad")
+        xy = _as_floats("Task.object_xy", self.object_xy, 2)
+        for i, (v, b) in enumerate(zip(xy, OBJECT_XY_BOUNDS, strict=True)):
+            _check_range(f"Task.object_xy[{i}]", v, b, "m")
+        goal = _as_floats("Task.goal", self.goal, 3)
+        for i, (v, b) in enumerate(zip(goal, GOAL_BOUNDS, strict=True)):
+            _check_range(f"Task.goal[{i}]", v, b, "m")
+        # Normalise to plain Python floats (numpy scalars would break equality and YAML dumps).
+        object.__setattr__(self, "size", float(self.size))
+        object.__setattr__(self, "mass", float(self.mass))
+        object.__setattr__(self, "friction", float(self.friction))
+        object.__setattr__(self, "object_yaw", float(self.object_yaw))
+        object.__setattr__(self, "object_xy", xy)
+        object.__setattr__(self, "goal", goal)
+
+    @property
+    def shape_index(self) -> int:
+        """Position of ``shape`` in :data:`SHAPES`."""
+        return SHAPES.index(self.shape)
+
+    def features(self) -> np.ndarray:
+        """Goal, shape one-hot, size, mass, friction as float32 (the revealed-task observation)."""
+        onehot = np.zeros(len(SHAPES))
+        onehot[self.shape_index] = 1.0
+        return np.concatenate([self.goal, onehot, [self.size, self.mass, self.friction]]).astype(
+            np.float32
+        )
+
+
+def _check_range(name: str, value: object, bounds: tuple[float, float], unit: str) -> None:
+    lo, hi = bounds
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if not ok or not (lo <= float(value) <= hi):  # type: ignore[arg-type]
+        raise ValueError(
+            f"{name}: got {value!r}; allowed: a number in [{lo}, {hi}] {unit}".rstrip()
+        )
+
+
+def _as_floats(name: str, value: object, n: int) -> tuple[float, ...]:
+    if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != n:
+        raise ValueError(f"{name}: got {value!r}; allowed: a sequence of {n} numbers")
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The objects of one split: shape classes and unions of [lo, hi] intervals to draw from."""
+
+    shapes: tuple[str, ...]
+    size: tuple[tuple[float, float], ...]
+    mass: tuple[tuple[float, float], ...]
+    friction: tuple[tuple[float, float], ...]
+
+
+SPLITS: dict[str, SplitSpec] = {
+    "train": SplitSpec(
+        shapes=("box", "cylinder", "sphere", "capsule", "l_block"),
+        size=((0.020, 0.028),),
+        mass=((0.05, 0.25),),
+        friction=((0.6, 1.2),),
+    ),
+    # Never-seen objects: two held-out shape classes, and every property outside training's range.
+    "test": SplitSpec(
+        shapes=SHAPES,
+        size=((0.016, 0.0199), (0.0281, 0.032)),
+        mass=((0.02, 0.049), (0.26, 0.4)),
+        friction=((0.35, 0.59), (1.21, 1.6)),
+    ),
+}
+"""The train and test splits (disjoint in size, mass and friction; ``ellipsoid`` and
+``t_block`` only in test)."""
+
+
+def _uniform_union(rng: np.random.Generator, intervals: Sequence[tuple[float, float]]) -> float:
+    """A uniform draw from a union of disjoint intervals (interval chosen by its length)."""
+    lengths = np.array([hi - lo for lo, hi in intervals])
+    i = int(rng.choice(len(intervals), p=lengths / lengths.sum()))
+    lo, hi = intervals[i]
+    return float(rng.uniform(lo, hi))
+
+
+class TaskDistribution:
+    """Samples :class:`Task` objects for one variant from the train or test split.
+
+    The object's properties come from :data:`SPLITS`; its initial pose and the goal from the
+    variant's workspace regions: reach goals are points in the gripper's reach above the table,
+    push goals lie on the table and pick-place goals 6 to 22 cm above the object's resting
+    height, both at least 8 cm (xy) from the object's start.
+    """
+
+    def __init__(self, variant: str = "pick_place") -> None:
+        if variant not in VARIANTS:
+            raise ValueError(
+                f"TaskDistribution.variant: got {variant!r}; allowed: {', '.join(VARIANTS)}"
+            )
+        self.variant = variant
+        self.splits = SPLITS
+
+    def sample(self, n: int, split: str, rng: np.random.Generator) -> list[Task]:
+        """``n`` tasks from ``split`` ("train" or "test"), every draw from ``rng``."""
+        if split not in self.splits:
+            raise ValueError(f"split: got {split!r}; allowed: {', '.join(self.splits)}")
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n: got {n!r}; allowed: an integer >= 0")
+        return [self._sample_one(self.splits[split], rng) for _ in range(n)]
+
+    def _sample_one(self, spec: SplitSpec, rng: np.random.Generator) -> Task:
+        shape = spec.shapes[int(rng.integers(len(spec.shapes)))]
+        size = _uniform_union(rng, spec.size)
+        mass = _uniform_union(rng, spec.mass)
+        friction = _uniform_union(rng, spec.friction)
+        (x0, x1), (y0, y1) = _OBJECT_XY_REGION
+        xy = (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)))
+        yaw = float(rng.uniform(*_OBJECT_YAW_RANGE))
+        goal = self._sample_goal(xy, size, rng)
+        return Task(shape, size, mass, friction, xy, yaw, goal)
+
+    def _sample_goal(
+        self, xy: tuple[float, float], size: float, rng: np.random.Generator
+    ) -> tuple[float, float, float]:
+        if self.variant == "reach":
+            (x0, x1), (y0, y1), (z0, z1) = _REACH_GOAL_REGION
+            return (
+                float(rng.uniform(x0, x1)),
+                float(rng.uniform(y0, y1)),
+                float(rng.uniform(z0, z1)),
+            )
+        (x0, x1), (y0, y1) = _PLACE_GOAL_XY_REGION
+        while True:  # rejection: the goal must be away from the object's start
+            gx, gy = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
+            if math.hypot(gx - xy[0], gy - xy[1]) >= _MIN_GOAL_DISTANCE:
+                break
+        if self.variant == "push":
+            return (gx, gy, size)
+        lo, hi = _PLACE_GOAL_HEIGHT
+        return (gx, gy, size + float(rng.uniform(lo, hi)))
+
+    def __repr__(self) -> str:
+        return f"TaskDistribution(variant={self.variant!r})"

@@ -1,0 +1,130 @@
+"""Tasks: validation, splits, sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from envs.tasks import SHAPES, SPLITS, VARIANTS, Task, TaskDistribution
+
+
+def make_task(**changes: object) -> Task:
+    base = dict(
+        shape="box",
+        size=0.024,
+        mass=0.1,
+        friction=1.0,
+        object_xy=(0.0, 0.05),
+        object_yaw=0.1,
+        goal=(0.05, -0.05, 0.12),
+    )
+    base.update(changes)
+    return Task(**base)  # type: ignore[arg-type]
+
+
+def test_task_is_frozen_and_plain() -> None:
+    task = make_task(object_xy=np.array([0.01, 0.02]), size=np.float32(0.02))
+    assert type(task.size) is float
+    assert task.object_xy == pytest.approx((0.01, 0.02))
+    assert all(type(v) is float for v in task.object_xy)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.mass = 2.0  # type: ignore[misc]
+    assert make_task() == make_task()
+    assert hash(make_task()) == hash(make_task())
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"mass": -0.1}, r"Task\.mass: got -0\.1; allowed: a number in \[0\.005, 2\.0\] kg"),
+        ({"size": 0.0}, r"Task\.size: got 0\.0; allowed: a number in \[0\.01, 0\.04\] m"),
+        ({"shape": "torus"}, r"Task\.shape: got 'torus'; allowed: box, cylinder"),
+        ({"friction": float("nan")}, r"Task\.friction: got nan"),
+        ({"goal": (0.0, 0.0)}, r"Task\.goal: .*a sequence of 3 numbers"),
+        (
+            {"goal": (0.0, 0.0, 2.0)},
+            r"Task\.goal\[2\]: got 2\.0; allowed: a number in \[0\.0, 0\.35\]",
+        ),
+        ({"object_xy": (0.5, 0.0)}, r"Task\.object_xy\[0\]: got 0\.5"),
+        ({"mass": "heavy"}, r"Task\.mass: got 'heavy'"),
+        ({"size": True}, r"Task\.size: got True"),
+    ],
+)
+def test_invalid_task_names_field_and_range(changes: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_task(**changes)
+
+
+def _in(value: float, intervals: tuple[tuple[float, float], ...]) -> bool:
+    return any(lo <= value <= hi for lo, hi in intervals)
+
+
+def test_splits_are_disjoint_and_hold_out_shapes() -> None:
+    train, test = SPLITS["train"], SPLITS["test"]
+    assert {"ellipsoid", "t_block"} <= set(test.shapes) - set(train.shapes)
+    assert set(train.shapes) | set(test.shapes) == set(SHAPES)
+    for field in ("size", "mass", "friction"):
+        for lo, hi in getattr(test, field):
+            for tlo, thi in getattr(train, field):
+                assert hi < tlo or lo > thi, f"{field}: test {lo, hi} overlaps train {tlo, thi}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_samples_respect_their_split(variant: str) -> None:
+    dist = TaskDistribution(variant)
+    rng = np.random.default_rng(0)
+    train = dist.sample(200, "train", rng)
+    test = dist.sample(200, "test", rng)
+    for split, tasks in (("train", train), ("test", test)):
+        spec = SPLITS[split]
+        for t in tasks:
+            assert t.shape in spec.shapes
+            assert _in(t.size, spec.size) and _in(t.mass, spec.mass)
+            assert _in(t.friction, spec.friction)
+    # No test object could have come from training.
+    for t in test:
+        assert not (_in(t.size, SPLITS["train"].size) or _in(t.mass, SPLITS["train"].mass))
+    assert {t.shape for t in test} == set(SHAPES)
+    assert {"ellipsoid", "t_block"}.isdisjoint({t.shape for t in train})
+
+
+def test_goals_per_variant() -> None:
+    rng = np.random.default_rng(1)
+    for t in TaskDistribution("push").sample(50, "train", rng):
+        assert t.goal[2] == pytest.approx(t.size)  # on the table
+        assert np.hypot(t.goal[0] - t.object_xy[0], t.goal[1] - t.object_xy[1]) >= 0.08
+    for t in TaskDistribution("pick_place").sample(50, "test", rng):
+        assert t.goal[2] >= t.size + 0.06  # must be lifted
+    reach = TaskDistribution("reach").sample(50, "train", rng)
+    assert np.ptp([t.goal[2] for t in reach]) > 0.1  # goals spread in height
+
+
+def test_sampling_is_seeded() -> None:
+    dist = TaskDistribution("pick_place")
+    a = dist.sample(5, "test", np.random.default_rng(7))
+    b = dist.sample(5, "test", np.random.default_rng(7))
+    c = dist.sample(5, "test", np.random.default_rng(8))
+    assert a == b
+    assert a != c
+
+
+def test_bad_distribution_arguments() -> None:
+    with pytest.raises(ValueError, match=r"TaskDistribution\.variant: got 'fly'; allowed: reach"):
+        TaskDistribution("fly")
+    dist = TaskDistribution()
+    with pytest.raises(ValueError, match=r"split: got 'val'; allowed: train, test"):
+        dist.sample(1, "val", np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"n: got -1; allowed: an integer >= 0"):
+        dist.sample(-1, "train", np.random.default_rng(0))
+
+
+def test_features_layout() -> None:
+    task = make_task(shape="t_block", size=0.03, mass=0.3, friction=0.5)
+    f = task.features()
+    assert f.dtype == np.float32
+    np.testing.assert_allclose(f[:3], task.goal, rtol=1e-6)
+    onehot = f[3 : 3 + len(SHAPES)]
+    assert onehot.sum() == 1 and onehot[SHAPES.index("t_block")] == 1
+    np.testing.assert_allclose(f[-3:], [0.03, 0.3, 0.5], rtol=1e-6)
