@@ -1,0 +1,64 @@
+"""The README's main job (``metarl run``), end to end on a tiny budget, as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from meta_rl.commands.run import split_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_eval_overrides_are_split_from_experiment_overrides() -> None:
+    assert split_overrides(["train.seed=1", "eval.num_tasks=3", "ppo.lr=1e-3"]) == (
+        ["train.seed=1", "ppo.lr=1e-3"],
+        ["num_tasks=3"],
+    )
+
+
+@pytest.mark.slow
+def test_main_job_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meta_rl",
+            "run",
+            "--config",
+            "configs/smoke.yaml",
+            "--eval-config",
+            "configs/eval/smoke.yaml",
+            f"runs_dir={tmp_path}",
+            "logging.wandb_mode=offline",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name.startswith("smoke__0__")
+    assert (run_dir / "config.yaml").is_file()
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) >= 2 and all(isinstance(json.loads(line), dict) for line in lines)
+    assert list((run_dir / "checkpoints").glob("*.pt"))
+    report = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert set(report["methods"]) >= {"meta-agent", "zero-shot"}
+    pngs = list((run_dir / "eval").glob("*.png"))
+    assert pngs and iio.imread(pngs[0]).std() > 1.0
+    (video, *_) = sorted(run_dir.rglob("*.mp4"))
+    frames = iio.imread(video)
+    assert frames.ndim == 4 and float(np.std(frames[0])) > 1.0
+    assert list((run_dir / "wandb").glob("offline-run-*"))
