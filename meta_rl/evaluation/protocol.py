@@ -1,0 +1,325 @@
+"""The evaluation protocol: trials of K episodes on pinned tasks, batched in one vector env.
+
+A *trial* is K consecutive episodes of one agent on one pinned task; the agent adapts between
+episodes as it is configured to (:class:`AdaptiveAgent`, docs/design.md). All ``M x S`` trials
+(M tasks x S seeds) run at once, one per sub-environment: sub-environment ``i = s * M + m`` holds
+task ``m`` and is seeded with ``env_seed + i`` on the trial's first reset, so every method sees
+the same tasks and the same initial states (paired comparisons).
+
+Episode k of a trial succeeds when ``info["success"]`` is reached at any step of it
+(``success``), and ``success_final`` records it at the episode's last step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from meta_rl.vector import TaskVectorEnvLike, make_task_vector_env
+
+__all__ = [
+    "AdaptiveAgent",
+    "TrialResults",
+    "ensure_registered",
+    "make_eval_env",
+    "run_trials",
+    "sample_tasks",
+    "set_env_tasks",
+    "torch_threads",
+]
+
+# An episode longer than this means the env never ends its episodes: refuse rather than hang.
+MAX_EPISODE_STEPS = 100_000
+
+
+@runtime_checkable
+class AdaptiveAgent(Protocol):
+    """What evaluation drives: an agent batched over the N sub-environments of a vector env."""
+
+    def begin_trial(self, num_envs: int) -> None:
+        """New tasks: reset the belief and the adapted parameters."""
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)``."""
+        ...
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        done: np.ndarray,
+    ) -> None:
+        """Record one batched transition (update the context)."""
+
+    def end_episode(self) -> None:
+        """All N episodes ended: adapt if configured."""
+
+
+@dataclass(frozen=True)
+class TrialResults:
+    """Outcomes of ``num_trials`` trials of ``num_episodes`` episodes.
+
+    Arrays of shape ``(num_trials, num_episodes)``: ``success`` (1.0 if ``info["success"]`` was
+    reached at any step of the episode), ``success_final`` (at its last step), ``returns`` (sum of
+    rewards) and ``lengths`` (steps). ``task_index[i]`` is the task of trial ``i`` (an index into
+    the sampled tasks) and ``seed_index[i]`` its seed number ``s``; ``physics_errors`` counts
+    episodes cut short by a diverged simulation.
+    """
+
+    success: np.ndarray
+    success_final: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
+    task_index: np.ndarray
+    seed_index: np.ndarray
+    physics_errors: int
+
+    @property
+    def num_trials(self) -> int:
+        return int(self.success.shape[0])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.success.shape[1])
+
+    def by_task_and_seed(self, name: str) -> np.ndarray:
+        """The metric as a ``(num_tasks, num_seeds, num_episodes)`` array."""
+        values = self.metric(name)
+        num_tasks = int(self.task_index.max()) + 1
+        num_seeds = int(self.seed_index.max()) + 1
+        out = np.full((num_tasks, num_seeds, self.num_episodes), np.nan)
+        out[self.task_index, self.seed_index] = values
+        if np.isnan(out).any():
+            raise ValueError("TrialResults: every (task, seed) pair needs exactly one trial")
+        return out
+
+    def metric(self, name: str) -> np.ndarray:
+        """The ``(num_trials, num_episodes)`` array of ``success``, ``success_final``, ``return``
+        or ``length``."""
+        table = {
+            "success": self.success,
+            "success_final": self.success_final,
+            "return": self.returns,
+            "length": self.lengths,
+        }
+        if name not in table:
+            raise ValueError(f"metric: got {name!r}; allowed: {', '.join(sorted(table))}")
+        return table[name]
+
+
+def sample_tasks(
+    env_id: str,
+    num_tasks: int,
+    split: str,
+    rng: np.random.Generator,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    """Sample ``num_tasks`` tasks of ``split`` from the env's own task distribution.
+
+    Raises ``ValueError`` when the env offers no task distribution or the split has no tasks.
+    """
+    kwargs = {**dict(env_kwargs or {}), "split": split}
+    ensure_registered(env_id)
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise ValueError(f"env_id: cannot make {env_id!r} ({e})") from e
+    try:
+        dist = getattr(env.unwrapped, "task_distribution", None)
+        if dist is None:
+            raise ValueError(
+                f"env {env_id!r} has no task_distribution: evaluation needs an env family that "
+                "follows the TaskEnv protocol of docs/design.md"
+            )
+        try:
+            tasks = list(dist.sample(num_tasks, split, rng))
+        except (ValueError, IndexError, KeyError) as e:
+            raise ValueError(
+                f"split {split!r} of {env_id!r}: cannot sample {num_tasks} tasks ({e}); is the "
+                "split empty? Choose a split (and env configuration) that holds tasks"
+            ) from e
+    finally:
+        env.close()
+    if not tasks:
+        raise ValueError(
+            f"split {split!r} of {env_id!r} has no tasks: choose a split with tasks "
+            "(split: train|test) or an env configuration whose test split is not empty"
+        )
+    if len(tasks) != num_tasks:
+        raise ValueError(
+            f"split {split!r} of {env_id!r}: asked for {num_tasks} tasks, got {len(tasks)}"
+        )
+    return tasks
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(num_threads)`` (None: unchanged), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def ensure_registered(env_id: str) -> None:
+    """Import the package that registers ``env_id`` (``envs`` for the ``metarl/`` ids)."""
+    if env_id.startswith("metarl/"):
+        import envs  # noqa: F401  (registers the ids on import)
+
+
+def make_eval_env(
+    env_id: str,
+    num_envs: int,
+    *,
+    seed: int,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> TaskVectorEnvLike:
+    """A vector env of ``num_envs`` sub-envs that takes one pinned task per sub-env
+    (:func:`meta_rl.vector.make_task_vector_env`: the batched simulator for our ids)."""
+    ensure_registered(env_id)
+    return make_task_vector_env(env_id, num_envs, seed=seed, **dict(env_kwargs or {}))
+
+
+def set_env_tasks(env: TaskVectorEnvLike, tasks: Sequence[Any]) -> None:
+    """Pin ``tasks[i]`` on sub-environment ``i``."""
+    if len(tasks) != env.num_envs:
+        raise ValueError(f"tasks: got {len(tasks)} for a vector env of {env.num_envs} sub-envs")
+    env.set_tasks(list(tasks))
+
+
+def _info_array(info: Mapping[str, Any], key: str, num_envs: int) -> np.ndarray:
+    if key not in info:
+        raise ValueError(
+            f"the env's step info has no {key!r}: every step must report info[{key!r}] "
+            "(docs/design.md)"
+        )
+    arr = np.asarray(info[key], dtype=np.float64).reshape(-1)
+    mask = info.get("_" + key)
+    if mask is not None:
+        arr = np.where(np.asarray(mask, dtype=bool).reshape(-1), arr, 0.0)
+    if arr.shape != (num_envs,):
+        raise ValueError(f"info[{key!r}]: expected {num_envs} values, got shape {arr.shape}")
+    return arr
+
+
+def _observe_takes_mask(agent: AdaptiveAgent) -> bool:
+    try:
+        return "mask" in inspect.signature(agent.observe).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_trials(
+    agent: AdaptiveAgent,
+    env: TaskVectorEnvLike,
+    *,
+    num_tasks: int,
+    num_seeds: int,
+    num_episodes: int,
+    deterministic: bool,
+    env_seed: int,
+    progress: bool = True,
+    desc: str = "trials",
+    episode_steps: int | None = None,
+) -> TrialResults:
+    """Run one trial of ``num_episodes`` episodes in every sub-environment of ``env``.
+
+    ``env`` holds ``num_tasks * num_seeds`` sub-environments with their tasks already pinned
+    (:func:`set_env_tasks`, sub-env ``s * num_tasks + m`` holding task ``m``). Each episode
+    starts with an explicit reset and lasts until every sub-environment has ended it; a
+    sub-environment that ends early (a physics error) is not counted past its end, and agents
+    whose ``observe`` takes a ``mask`` keyword (like ``MetaAgent``) get ``mask=False`` for it.
+    ``episode_steps`` (None: the env's own episode length) ends every episode after that many
+    steps, as the trainer does when its config sets ``env.episode_steps``.
+    """
+    n = num_tasks * num_seeds
+    if env.num_envs != n:
+        raise ValueError(
+            f"env has {env.num_envs} sub-envs; the protocol needs num_tasks * num_seeds = {n}"
+        )
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes: got {num_episodes}; allowed: >= 1")
+    if episode_steps is not None and episode_steps < 1:
+        raise ValueError(f"episode_steps: got {episode_steps}; allowed: >= 1 or None")
+    success = np.zeros((n, num_episodes))
+    success_final = np.zeros((n, num_episodes))
+    returns = np.zeros((n, num_episodes))
+    lengths = np.zeros((n, num_episodes))
+    physics_errors = 0
+
+    takes_mask = _observe_takes_mask(agent)
+    agent.begin_trial(n)
+    bar = tqdm(total=n * num_episodes, desc=desc, unit="episode", disable=not progress)
+    try:
+        for k in range(num_episodes):
+            obs, _ = env.reset(seed=env_seed if k == 0 else None)
+            active = np.ones(n, dtype=bool)
+            steps = 0
+            while active.any():
+                action = np.asarray(agent.act(np.asarray(obs), deterministic))
+                if action.shape[0] != n:
+                    raise ValueError(
+                        f"agent.act returned {action.shape[0]} actions for {n} sub-environments"
+                    )
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                reward = np.asarray(reward, dtype=np.float64).reshape(n)
+                done = np.logical_or(terminated, truncated).reshape(n)
+                if episode_steps is not None and steps + 1 >= episode_steps:
+                    done = np.ones(n, dtype=bool)
+                succ = _info_array(info, "success", n) > 0.5
+                returns[active, k] += reward[active]
+                lengths[active, k] += 1
+                success[active & succ, k] = 1.0
+                ended = active & done
+                success_final[ended, k] = succ[ended].astype(np.float64)
+                if "physics_error" in info:
+                    physics_errors += int(np.sum(_info_array(info, "physics_error", n)[ended]))
+                if takes_mask:
+                    # Rows whose episode already ended hold autoreset transitions: skip them.
+                    agent.observe(  # type: ignore[call-arg]
+                        np.asarray(obs),
+                        action,
+                        reward,
+                        np.asarray(next_obs),
+                        done,
+                        mask=active.copy(),
+                    )
+                else:
+                    agent.observe(np.asarray(obs), action, reward, np.asarray(next_obs), done)
+                active &= ~done
+                obs = next_obs
+                steps += 1
+                if steps > MAX_EPISODE_STEPS:
+                    raise RuntimeError(
+                        f"an episode ran past {MAX_EPISODE_STEPS} steps: the env must truncate "
+                        "its episodes (max_episode_steps)"
+                    )
+            agent.end_episode()
+            bar.update(n)
+            bar.set_postfix(episode=k + 1, success=f"{success[:, k].mean():.2f}")
+    finally:
+        bar.close()
+    trial = np.arange(n)
+    return TrialResults(
+        success=success,
+        success_final=success_final,
+        returns=returns,
+        lengths=lengths,
+        task_index=trial % num_tasks,
+        seed_index=trial // num_tasks,
+        physics_errors=physics_errors,
+    )

@@ -1,0 +1,202 @@
+"""Evaluation reports: per-method adaptation curves with CIs -> ``eval.json`` and a markdown table.
+
+The keys of ``eval.json`` are documented in docs/evaluation.md; bump :data:`SCHEMA_VERSION` when
+they change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from meta_rl.evaluation.protocol import TrialResults
+from meta_rl.evaluation.stats import Summary, summarize_per_episode
+from meta_rl.evaluation.video import describe_object, describe_task
+
+__all__ = [
+    "METRICS",
+    "SCHEMA_VERSION",
+    "EvalReport",
+    "MethodResult",
+    "load_eval_json",
+    "markdown_table",
+    "summarize_method",
+]
+
+SCHEMA_VERSION = 1
+METRICS = ("success", "success_final", "return")
+
+
+@dataclass
+class MethodResult:
+    """One evaluated method: its trials and a per-episode :class:`Summary` for each metric."""
+
+    name: str
+    kind: str  # agent | zero_shot | multitask | oracle | scratch | other
+    source: str | None
+    results: TrialResults
+    curves: dict[str, list[Summary]]
+
+    @property
+    def seeds_identical(self) -> bool:
+        """True when every seed of every task gave the same returns (deterministic resets and
+        actions): the S seeds then add no information, and the intervals are over tasks."""
+        returns = self.results.by_task_and_seed("return")
+        return bool(np.allclose(returns, returns[:, :1], rtol=0.0, atol=1e-9))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "source": self.source,
+            "physics_errors": self.results.physics_errors,
+            "seeds_identical": self.seeds_identical,
+        }
+        for metric, summaries in self.curves.items():
+            out[metric] = [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
+        out["per_trial"] = {
+            "task_index": self.results.task_index.tolist(),
+            "seed_index": self.results.seed_index.tolist(),
+            **{m: self.results.metric(m).tolist() for m in METRICS},
+        }
+        return out
+
+
+def summarize_method(
+    name: str,
+    kind: str,
+    source: str | None,
+    results: TrialResults,
+    *,
+    confidence_level: float,
+    num_bootstrap: int,
+    bootstrap_seed: int,
+) -> MethodResult:
+    """Bootstrap every metric of ``results`` per episode index, over tasks then seeds.
+
+    Each metric restarts the generator from ``bootstrap_seed``: all methods are resampled with
+    the same indices (paired resampling), and a report is reproducible from its seed.
+    """
+    curves = {
+        metric: summarize_per_episode(
+            results.by_task_and_seed(metric),
+            np.random.default_rng(bootstrap_seed),
+            confidence_level=confidence_level,
+            num_resamples=num_bootstrap,
+        )
+        for metric in METRICS
+    }
+    return MethodResult(name=name, kind=kind, source=source, results=results, curves=curves)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation produced; :meth:`to_dict` is the content of ``eval.json``."""
+
+    env_id: str
+    split: str
+    checkpoint: str | None
+    tasks: list[Any]
+    methods: list[MethodResult]
+    protocol: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def method(self, name: str) -> MethodResult:
+        for m in self.methods:
+            if m.name == name:
+                return m
+        names = ", ".join(m.name for m in self.methods)
+        raise KeyError(f"method {name!r} was not evaluated; evaluated: {names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "env_id": self.env_id,
+            "split": self.split,
+            "checkpoint": self.checkpoint,
+            "protocol": _plain(self.protocol),
+            "tasks": [
+                {
+                    "index": i,
+                    "object": describe_task(t),
+                    "description": describe_object(t),
+                    "task": _plain(t),
+                }
+                for i, t in enumerate(self.tasks)
+            ],
+            "methods": {m.name: m.to_dict() for m in self.methods},
+            "files": _plain(self.files),
+            "config": _plain(self.config),
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return out
+
+
+def load_eval_json(path: str | Path) -> dict[str, Any]:
+    """Read an ``eval.json`` back, checking its schema version."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: not an eval.json of schema version {SCHEMA_VERSION} "
+            f"(got {data.get('schema_version') if isinstance(data, dict) else type(data)})"
+        )
+    return data
+
+
+def _cell(s: Summary, digits: int) -> str:
+    return f"{s.mean:.{digits}f} [{s.ci_low:.{digits}f}, {s.ci_high:.{digits}f}]"
+
+
+def markdown_table(
+    methods: Sequence[MethodResult], *, confidence_level: float = 0.95, title: str = ""
+) -> str:
+    """Markdown tables of success rate and mean return per episode k: mean [CI low, CI high],
+    then the IQM of the return at the first and last episode."""
+    if not methods:
+        raise ValueError("markdown_table: no methods to tabulate")
+    k = len(methods[0].curves["success"])
+    pct = round(confidence_level * 100)
+    lines = [f"## {title}", ""] if title else []
+    for metric, label, digits in (("success", "Success rate", 2), ("return", "Mean return", 1)):
+        head = " | ".join(f"k={i}" for i in range(1, k + 1))
+        lines += [
+            f"**{label}** per episode k of the trial, mean [{pct}% bootstrap CI]",
+            "",
+            f"| method | {head} | IQM k=1 | IQM k={k} |",
+            "|---" * (k + 3) + "|",
+        ]
+        for m in methods:
+            cells = " | ".join(_cell(s, digits) for s in m.curves[metric])
+            first, last = m.curves[metric][0], m.curves[metric][-1]
+            lines.append(f"| {m.name} | {cells} | {first.iqm:.{digits}f} | {last.iqm:.{digits}f} |")
+        lines.append("")
+    return "\n".join(lines)
