@@ -1,0 +1,240 @@
+"""Checkpoints: atomic, integrity-checked files; keep the last N and the best.
+
+File format (version :data:`FORMAT_VERSION`)::
+
+    b"METARL-CKPT\\n" + sha256 hex digest of the body + b"\\n" + body (torch.save of a dict)
+
+The body holds ``meta`` (format version, config hash, env id, observation/action shapes,
+iteration, env steps), the resolved ``config``, the action bounds, the ``networks`` state dict
+and the ``trainer`` state (optimisers, generator states, normalisers, counters). Writes go to a
+temporary file in the same directory, are fsync'ed and moved into place with ``os.replace``,
+so a killed run never leaves a half-written checkpoint under the final name. Loading refuses,
+with a :class:`CheckpointError` that says why, a file that is truncated or corrupt, of another
+format version, or (for resuming) made with another config, env id or spaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from meta_rl.config import ConfigError, from_dict
+from meta_rl.experiment import ExperimentConfig
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AgentState",
+    "CheckpointError",
+    "CheckpointManager",
+    "agent_state_from_checkpoint",
+    "check_compatible",
+    "find_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "write_atomic",
+]
+
+FORMAT_VERSION = 1
+_MAGIC = b"METARL-CKPT\n"
+_NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, of another format, config or environment."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise ``payload`` (plain types and tensors) with its digest, atomically."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    digest = hashlib.sha256(body).hexdigest().encode()
+    write_atomic(Path(path), _MAGIC + digest + b"\n" + body)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and verify a checkpoint file; raise :class:`CheckpointError` when it is unusable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {e}") from e
+    head = len(_MAGIC)
+    if not data.startswith(_MAGIC) or len(data) < head + 65:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a meta_rl checkpoint (bad header): corrupt or "
+            "written by something else"
+        )
+    digest, body = data[head : head + 64], data[head + 65 :]
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt (checksum mismatch: truncated or modified); "
+            "resume from an older checkpoint in the same folder"
+        )
+    try:
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be decoded: {e}") from e
+    if not isinstance(payload, dict) or "meta" not in payload:
+        raise CheckpointError(f"checkpoint {str(path)!r} has no 'meta' section")
+    version = payload["meta"].get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {version!r}; this code reads "
+            f"version {FORMAT_VERSION} only"
+        )
+    return payload
+
+
+def check_compatible(
+    payload: dict[str, Any],
+    *,
+    config_hash: str,
+    env_id: str,
+    obs_shape: tuple[int, ...],
+    action_shape: tuple[int, ...],
+    path: Path | str = "checkpoint",
+) -> None:
+    """Refuse a checkpoint of another config, env id or observation/action shapes."""
+    meta = payload["meta"]
+    problems = []
+    if meta.get("env_id") != env_id:
+        problems.append(f"env id {meta.get('env_id')!r} (this run: {env_id!r})")
+    if tuple(meta.get("obs_shape", ())) != tuple(obs_shape):
+        problems.append(
+            f"observation shape {tuple(meta.get('obs_shape', ()))} (this run: {obs_shape})"
+        )
+    if tuple(meta.get("action_shape", ())) != tuple(action_shape):
+        problems.append(
+            f"action shape {tuple(meta.get('action_shape', ()))} (this run: {action_shape})"
+        )
+    if meta.get("config_hash") != config_hash:
+        problems.append(f"config hash {meta.get('config_hash')!r} (this run: {config_hash!r})")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not match this run: it has "
+            + "; ".join(problems)
+            + ". Resume with the run's own config.yaml (metarl train --resume RUN_DIR)"
+        )
+
+
+class CheckpointManager:
+    """``ckpt_<iteration>.pt`` files in one folder: keeps the last ``keep_last`` and ``best.pt``."""
+
+    def __init__(self, directory: Path, keep_last: int = 1, *, create: bool = True) -> None:
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        if create:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def checkpoints(self) -> list[Path]:
+        """Numbered checkpoints, oldest first."""
+        found = []
+        for p in self.directory.iterdir():
+            m = _NAME.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return [p for _, p in sorted(found)]
+
+    def latest(self) -> Path | None:
+        ckpts = self.checkpoints()
+        return ckpts[-1] if ckpts else None
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
+    def save(self, iteration: int, payload: dict[str, Any], is_best: bool = False) -> Path:
+        """Write ``ckpt_<iteration>.pt`` (and ``best.pt`` when ``is_best``), prune old ones."""
+        path = self.directory / f"ckpt_{iteration:08d}.pt"
+        save_checkpoint(path, payload)
+        if is_best:
+            save_checkpoint(self.best_path, payload)
+        for old in self.checkpoints()[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+        return path
+
+
+def find_checkpoint(path: Path, prefer_best: bool = True) -> Path:
+    """A checkpoint file itself, or in a run dir (or its ``checkpoints/``): best, else last."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not folder.is_dir():
+        raise CheckpointError(f"{str(path)!r} is neither a checkpoint file nor a run directory")
+    manager = CheckpointManager(folder, create=False)
+    latest = manager.latest()
+    if prefer_best and manager.best_path.is_file():
+        return manager.best_path
+    if latest is None:
+        raise CheckpointError(f"no checkpoint (ckpt_*.pt or best.pt) in {str(folder)!r}")
+    return latest
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What :class:`meta_rl.agent.MetaAgent` needs from a checkpoint."""
+
+    config: ExperimentConfig
+    obs_dim: int
+    action_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    networks: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def agent_state_from_checkpoint(path: Path) -> AgentState:
+    """Load the agent part of a checkpoint (file or run dir, best else last)."""
+    file = find_checkpoint(path)
+    payload = load_checkpoint(file)
+    try:
+        config = from_dict(ExperimentConfig, payload["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {str(file)!r} holds an invalid config: {e}") from e
+    meta = payload["meta"]
+    return AgentState(
+        config=config,
+        obs_dim=int(np.prod(meta["obs_shape"])),
+        action_dim=int(np.prod(meta["action_shape"])),
+        action_low=np.asarray(payload["action_low"], dtype=np.float32),
+        action_high=np.asarray(payload["action_high"], dtype=np.float32),
+        networks=payload["networks"],
+        meta=meta,
+    )
+
+
+def describe(path: Path) -> str:
+    """A one-line JSON summary of a checkpoint's meta section."""
+    return json.dumps(load_checkpoint(path)["meta"], sort_keys=True)

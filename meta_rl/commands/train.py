@@ -1,0 +1,62 @@
+"""``metarl train``: meta-train an agent across tasks, or ``--resume RUN_DIR`` a killed run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "Meta-train an agent across tasks (or --resume a run)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default=None, help="Experiment YAML (e.g. configs/default.yaml)."
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="Continue this run from its last checkpoint with its own config.yaml.",
+    )
+    parser.add_argument("--run-dir", default=None, help="Use this run directory (fresh runs).")
+    parser.add_argument(
+        "--help-config", action="store_true", help="List every config key and exit."
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="Config overrides section.key=value (e.g. train.iterations=50 train.seed=1).",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from meta_rl.config import ConfigError, config_help
+    from meta_rl.experiment import ExperimentConfig, load_experiment
+
+    if args.help_config:
+        print("\n".join(config_help(ExperimentConfig)))
+        return 0
+    from meta_rl.checkpoint import CheckpointError
+    from meta_rl.trainer import train
+
+    try:
+        if args.resume is not None:
+            run_dir = Path(args.resume)
+            if args.config is not None:
+                print(
+                    "metarl train: error: --resume uses the run's config.yaml; drop --config",
+                    file=sys.stderr,
+                )
+                return 2
+            config_path = (run_dir.parent.parent if run_dir.is_file() else run_dir) / "config.yaml"
+            cfg = load_experiment(config_path, args.overrides)
+            out = train(cfg, resume=run_dir)
+        else:
+            cfg = load_experiment(args.config, args.overrides)
+            out = train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None)
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"metarl train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"run dir: {out}")
+    return 0

@@ -1,0 +1,230 @@
+"""The top-level experiment config of meta-training: one frozen section per part of the agent.
+
+``configs/*.yaml`` load into :class:`ExperimentConfig` with :func:`load_experiment`; every field
+is documented and range-checked (``metarl train --help-config`` style listings come from
+:func:`meta_rl.config.config_help`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+
+from meta_rl.config import Config, load_config, param, to_dict
+from meta_rl.maml_config import MAMLConfig
+
+__all__ = [
+    "EncoderConfig",
+    "EnvConfig",
+    "ExperimentConfig",
+    "LoggingConfig",
+    "PPOConfig",
+    "PolicyConfig",
+    "TaskModelConfig",
+    "TrainConfig",
+    "config_hash",
+    "load_experiment",
+    "resolve_device",
+]
+
+
+@dataclass(frozen=True)
+class EnvConfig(Config):
+    """The task family that meta-training samples from."""
+
+    id: str = param("metarl/Reach-v0", "Gymnasium id of the env family (any TaskEnv protocol).")
+    kwargs: dict[str, Any] = param(
+        default_factory=dict,
+        doc="Env constructor keyword arguments (tasks are sampled per split and pinned).",
+    )
+    tasks_per_batch: int = param(
+        16, "Tasks per meta-batch: one sub-environment (and one trial) per task.", ge=1
+    )
+    episodes_per_trial: int = param(
+        3, "K: consecutive episodes on the same task that make one trial.", ge=1, le=100
+    )
+    episode_steps: int | None = param(
+        None,
+        "Steps per episode; null takes the env's registered max_episode_steps.",
+        ge=1,
+    )
+    eval_tasks: int = param(
+        16, "Held-out (test split) tasks per evaluation of the task model and adaptation.", ge=1
+    )
+    num_threads: int | None = param(
+        None, "Threads of the batched simulator; null lets it choose.", ge=1
+    )
+    batched: bool = param(
+        True,
+        "Use the batched simulator (envs.make_batched) when the id has one; false always uses "
+        "Gymnasium's SyncVectorEnv.",
+    )
+
+
+@dataclass(frozen=True)
+class EncoderConfig(Config):
+    """The recurrent context encoder: a GRU over transitions giving a Gaussian belief over z."""
+
+    use_context: bool = param(
+        True, "Feed the encoder's belief to the policy; false gives it the prior (ablation)."
+    )
+    latent_dim: int = param(5, "Dimension of the latent task variable z.", ge=1)
+    hidden_size: int = param(64, "GRU hidden size.", ge=1)
+    embed_size: int = param(32, "Width of the per-input embeddings before the GRU.", ge=1)
+    rl_gradients: bool = param(
+        False, "Let the PPO loss back-propagate into the encoder (else only the ELBO trains it)."
+    )
+
+
+@dataclass(frozen=True)
+class TaskModelConfig(Config):
+    """The learned task model: decoders of reward and state change given z, trained by an ELBO."""
+
+    hidden: tuple[int, ...] = param((64, 64), "Hidden layer widths of both decoders.", ge=1)
+    predict_state: bool = param(True, "Also decode the state change (else only the reward).")
+    normalize_reward: bool = param(
+        True, "Scale rewards to unit variance (running) for the encoder input and the decoder."
+    )
+    lr: float = param(1e-3, "Adam learning rate of the encoder and decoders (ELBO).", gt=0.0)
+    updates_per_iteration: int = param(4, "ELBO gradient steps on each iteration's trials.", ge=0)
+    belief_samples: int = param(
+        16, "Belief time steps per trial whose sampled z decodes the whole trial.", ge=1
+    )
+    decode_samples: int = param(
+        64, "Transitions of the trial decoded for each sampled belief.", ge=1
+    )
+    reward_weight: float = param(1.0, "Weight of the reward reconstruction term.", ge=0.0)
+    state_weight: float = param(1.0, "Weight of the state reconstruction term.", ge=0.0)
+    kl_weight: float = param(0.1, "Weight of the KL term.", ge=0.0)
+    kl_to: Literal["previous", "prior"] = param(
+        "previous",
+        "KL of each belief to the previous belief (VariBAD; the first to the prior) or to the "
+        "prior N(0, I).",
+    )
+    max_grad_norm: float = param(1.0, "Gradient-norm clip of the ELBO step.", gt=0.0)
+
+
+@dataclass(frozen=True)
+class PolicyConfig(Config):
+    """Policy and value networks conditioned on the observation and the belief."""
+
+    hidden: tuple[int, ...] = param((128, 128), "Hidden layer widths of actor and critic.", ge=1)
+    activation: Literal["tanh", "relu"] = param("tanh", "Hidden activation.")
+    init_log_std: float = param(-0.5, "Initial log standard deviation of the actions.")
+    normalize_obs: bool = param(True, "Normalise observations with running statistics.")
+
+
+@dataclass(frozen=True)
+class PPOConfig(Config):
+    """PPO with a clipped objective and GAE over whole trials."""
+
+    lr: float = param(3e-4, "Adam learning rate of policy and value.", gt=0.0)
+    gamma: float = param(0.99, "Discount factor.", gt=0.0, le=1.0)
+    gae_lambda: float = param(0.95, "GAE lambda.", ge=0.0, le=1.0)
+    clip: float = param(0.2, "Clip range of the probability ratio.", gt=0.0, lt=1.0)
+    epochs: int = param(4, "Passes over each iteration's data.", ge=1)
+    minibatches: int = param(4, "Minibatches per epoch.", ge=1)
+    value_coef: float = param(0.5, "Weight of the value loss.", ge=0.0)
+    entropy_coef: float = param(0.0, "Weight of the entropy bonus.", ge=0.0)
+    max_grad_norm: float = param(0.5, "Gradient-norm clip.", gt=0.0)
+    normalize_advantages: bool = param(True, "Standardise advantages per minibatch.")
+    normalize_rewards: bool = param(
+        True, "Scale rewards by a running std of the discounted return."
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Budget, seed, device and checkpointing of a meta-training run."""
+
+    iterations: int = param(100, "Meta-training iterations (one meta-batch of trials each).", ge=1)
+    total_env_steps: int | None = param(
+        None, "Stop once this many environment steps were collected (null: no step budget).", ge=1
+    )
+    seed: int = param(0, "Seed of every generator of the run.", ge=0)
+    device: str = param("auto", "Where the learner runs.", choices=("auto", "cpu", "cuda"))
+    torch_threads: int | None = param(
+        None, "torch.set_num_threads for the learner; null leaves torch's default.", ge=1
+    )
+    eval_every: int = param(
+        10, "Evaluate on held-out tasks (and pick the best checkpoint) every n iterations.", ge=1
+    )
+    checkpoint_every: int = param(10, "Write a checkpoint every n iterations.", ge=1)
+    keep_checkpoints: int = param(3, "Most recent checkpoints kept (besides the best).", ge=1)
+    max_consecutive_nonfinite: int = param(
+        5, "Stop the run after this many consecutive skipped (non-finite) updates.", ge=1
+    )
+
+
+@dataclass(frozen=True)
+class LoggingConfig(Config):
+    """Where metrics go: JSONL always, Weights & Biases optionally, a tqdm bar."""
+
+    wandb_mode: Literal["offline", "online", "disabled"] = param(
+        "offline", "W&B mode; its files go into the run directory."
+    )
+    wandb_project: str = param("metarl-arms", "W&B project name.")
+    wandb_artifacts: bool = param(True, "Upload checkpoints to W&B as artifacts.")
+    progress_bar: bool = param(True, "Show a tqdm progress bar with ETA and success rate.")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Config):
+    """A complete meta-training experiment."""
+
+    experiment: str = param("default", "Experiment name (prefix of the run directory).")
+    runs_dir: str = param("runs", "Root folder of run directories.")
+    env: EnvConfig = param(default_factory=EnvConfig, doc="The task family.")
+    encoder: EncoderConfig = param(default_factory=EncoderConfig, doc="The context encoder.")
+    task_model: TaskModelConfig = param(
+        default_factory=TaskModelConfig, doc="The learned task model (ELBO)."
+    )
+    policy: PolicyConfig = param(default_factory=PolicyConfig, doc="Policy and value networks.")
+    ppo: PPOConfig = param(default_factory=PPOConfig, doc="PPO.")
+    train: TrainConfig = param(default_factory=TrainConfig, doc="Budget, seed, checkpoints.")
+    logging: LoggingConfig = param(default_factory=LoggingConfig, doc="Metrics and W&B.")
+    maml: MAMLConfig = param(
+        default_factory=MAMLConfig,
+        doc="MAML inner loop (not used by this trainer yet; must stay disabled).",
+    )
+
+
+def load_experiment(
+    path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()
+) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from YAML (defaults when ``path`` is None) + overrides."""
+    return load_config(ExperimentConfig, path, list(overrides))
+
+
+# Sections that may differ between a run and its resumption without changing what is learned.
+_HASH_EXCLUDED = ("logging", "runs_dir", "experiment")
+_HASH_EXCLUDED_TRAIN = ("iterations", "total_env_steps", "torch_threads", "device")
+
+
+def config_hash(cfg: ExperimentConfig) -> str:
+    """A short hash of everything in ``cfg`` that determines the learned agent and its data.
+
+    Logging, naming, the budget and the device are left out: a run may be resumed with a longer
+    budget, on another device or with other logging.
+    """
+    data = to_dict(cfg)
+    for key in _HASH_EXCLUDED:
+        data.pop(key, None)
+    for key in _HASH_EXCLUDED_TRAIN:
+        data["train"].pop(key, None)
+    text = yaml.safe_dump(data, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks ``cuda`` when available, else the CPU; ``cuda`` without a GPU is refused."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: 'cuda' requested but no CUDA GPU is available; use 'auto'")
+    return torch.device(device)

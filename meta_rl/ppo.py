@@ -1,0 +1,157 @@
+"""PPO pieces: generalised advantage estimation, the clipped loss, reward scaling.
+
+The loss is a pure function of ``(params, batch)`` evaluated through
+``torch.func.functional_call``, so the MAML inner loop can reuse it with adapted parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from meta_rl.experiment import PPOConfig
+from meta_rl.policy import PolicyOutput, gaussian_entropy, gaussian_log_prob
+
+__all__ = ["PPOBatch", "PPOTerms", "ReturnScaler", "compute_gae", "ppo_loss"]
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminals: torch.Tensor,
+    last_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and value targets, time-major ``(T, N)``.
+
+    ``terminals[t]`` is true when the state after step t is terminal (no bootstrap from it);
+    ``last_value`` ``(N,)`` is the value of the state after the last step (ignored where that
+    step is terminal). Returns ``(advantages, returns)`` with ``returns = advantages + values``::
+
+        delta_t = r_t + gamma * (1 - term_t) * V_{t+1} - V_t
+        A_t     = delta_t + gamma * lam * (1 - term_t) * A_{t+1}
+    """
+    t_len = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    next_adv = torch.zeros_like(last_value)
+    next_value = last_value
+    for t in reversed(range(t_len)):
+        not_term = 1.0 - terminals[t].to(rewards.dtype)
+        delta = rewards[t] + gamma * not_term * next_value - values[t]
+        next_adv = delta + gamma * lam * not_term * next_adv
+        advantages[t] = next_adv
+        next_value = values[t]
+    return advantages, advantages + values
+
+
+@dataclass(frozen=True)
+class PPOBatch:
+    """Flat samples for the PPO loss: rows are (step, sub-environment) pairs."""
+
+    obs: torch.Tensor
+    belief: torch.Tensor
+    actions: torch.Tensor
+    old_log_probs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PPOTerms:
+    """PPO loss terms; ``total`` is differentiable, the rest are diagnostics."""
+
+    total: torch.Tensor
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def ppo_loss(
+    policy: nn.Module,
+    params: Mapping[str, torch.Tensor] | None,
+    batch: PPOBatch,
+    cfg: PPOConfig,
+) -> PPOTerms:
+    """The clipped PPO objective (to minimise) of ``policy`` with ``params`` on ``batch``.
+
+    ``params`` None uses the module's own parameters. Masked-out rows do not count.
+    """
+    if params is None:
+        out = policy(batch.obs, batch.belief)
+    else:
+        out = torch.func.functional_call(policy, dict(params), (batch.obs, batch.belief))
+    assert isinstance(out, PolicyOutput)
+    w = batch.mask.to(out.value.dtype)
+    denom = w.sum().clamp_min(1.0)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return (x * w).sum() / denom
+
+    adv = batch.advantages
+    if cfg.normalize_advantages:
+        mu = mean(adv)
+        std = (mean((adv - mu) ** 2) + 1e-8).sqrt()
+        adv = (adv - mu) / std
+    log_prob = gaussian_log_prob(out, batch.actions)
+    log_ratio = log_prob - batch.old_log_probs
+    ratio = log_ratio.exp()
+    surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
+    policy_loss = -mean(surrogate)
+    value_loss = 0.5 * mean((out.value - batch.returns) ** 2)
+    entropy = mean(gaussian_entropy(out))
+    total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+    with torch.no_grad():
+        approx_kl = mean((ratio - 1.0) - log_ratio)
+        clip_fraction = mean(((ratio - 1.0).abs() > cfg.clip).to(w.dtype))
+    return PPOTerms(total, policy_loss, value_loss, entropy, approx_kl, clip_fraction)
+
+
+class ReturnScaler:
+    """Scales rewards by a running std of the discounted return (as SB3's VecNormalize).
+
+    :meth:`scale` takes the rewards of whole trials ``(T, N)`` and the flags where trials
+    restart, updates the statistics with the discounted returns, and divides by their std.
+    """
+
+    def __init__(self, gamma: float, enabled: bool = True) -> None:
+        self.gamma = gamma
+        self.enabled = enabled
+        self.mean = 0.0
+        self.var = 1.0
+        self.count = 1e-4
+
+    def scale(self, rewards: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return rewards
+        ret = np.zeros(rewards.shape[1])
+        returns = np.empty_like(rewards, dtype=np.float64)
+        for t in range(rewards.shape[0]):
+            ret = ret * self.gamma + rewards[t]
+            returns[t] = ret
+        if not np.isfinite(returns).all():
+            return (rewards / np.sqrt(self.var + 1e-8)).astype(rewards.dtype)
+        b_mean, b_var, b_count = float(returns.mean()), float(returns.var()), returns.size
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.mean += delta * b_count / total
+        self.var = m2 / total
+        self.count = total
+        return (rewards / np.sqrt(self.var + 1e-8)).astype(rewards.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = float(state["mean"])
+        self.var = float(state["var"])
+        self.count = float(state["count"])

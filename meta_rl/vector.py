@@ -1,0 +1,138 @@
+"""Task-aware vector envs for any env family that follows the task protocol of docs/design.md.
+
+An env family is usable for meta-training when ``env.unwrapped`` offers::
+
+    task_distribution.sample(n: int, split: str, rng: numpy.random.Generator) -> list[Task]
+    set_task(task) -> None        # pins the task for all later resets
+
+:func:`make_task_vector_env` returns our batched simulator (``envs.make_batched``) for the
+``metarl/`` ids and wraps any other family in Gymnasium's own :class:`SyncVectorEnv`, adding
+``set_tasks(tasks)`` (one task per sub-environment) and ``task_distribution``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import SyncVectorEnv
+
+__all__ = [
+    "TaskSyncVectorEnv",
+    "TaskVectorEnvLike",
+    "make_task_vector_env",
+    "registered_episode_steps",
+]
+
+
+class TaskVectorEnvLike(Protocol):
+    """What the trainer needs of a vector env: Gymnasium's vector API plus tasks."""
+
+    num_envs: int
+    single_observation_space: gymnasium.Space[Any]
+    single_action_space: gymnasium.Space[Any]
+
+    @property
+    def task_distribution(self) -> Any: ...
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None: ...
+
+    def reset(
+        self, *, seed: Any = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]: ...
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _check_task_env(env: gymnasium.Env[Any, Any], env_id: str) -> None:
+    inner = env.unwrapped
+    missing = [n for n in ("task_distribution", "set_task") if not hasattr(inner, n)]
+    if missing:
+        raise TypeError(
+            f"env {env_id!r} does not follow the task protocol: env.unwrapped lacks "
+            f"{', '.join(missing)}. Give it `task_distribution` (with "
+            "`sample(n, split, rng)`) and `set_task(task)` (see docs/design.md, 'Tasks')"
+        )
+
+
+class TaskSyncVectorEnv(SyncVectorEnv):
+    """Gymnasium's SyncVectorEnv whose sub-environments follow the task protocol."""
+
+    def __init__(self, env_fns: Sequence[Callable[[], gymnasium.Env[Any, Any]]], env_id: str):
+        super().__init__(env_fns)
+        for env in self.envs:
+            _check_task_env(env, env_id)
+
+    @property
+    def task_distribution(self) -> Any:
+        return self.envs[0].unwrapped.task_distribution  # type: ignore[attr-defined]
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        """Pin one task per sub-environment (takes effect at the next reset)."""
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
+        for env, task in zip(self.envs, tasks, strict=True):
+            env.unwrapped.set_task(task)  # type: ignore[attr-defined]
+
+
+def _has_batched(env_id: str) -> bool:
+    if not env_id.startswith("metarl/"):
+        return False
+    try:
+        import envs
+    except ImportError:
+        return False
+    return hasattr(envs, "make_batched")
+
+
+def make_task_vector_env(
+    env_id: str,
+    num_envs: int,
+    *,
+    seed: int | None = None,
+    num_threads: int | None = None,
+    batched: bool = True,
+    **env_kwargs: Any,
+) -> TaskVectorEnvLike:
+    """A vector env of ``num_envs`` copies of ``env_id`` with ``set_tasks``/``task_distribution``.
+
+    Our ids use the batched simulator (unless ``batched`` is false); others are wrapped in
+    :class:`TaskSyncVectorEnv`. ``seed`` seeds the first reset.
+    """
+    if env_id.startswith("metarl/"):
+        import envs
+    if batched and _has_batched(env_id):
+        import envs
+
+        venv: TaskVectorEnvLike = envs.make_batched(
+            env_id, num_envs, num_threads=num_threads, **env_kwargs
+        )
+    else:
+        fns = [_env_fn(env_id, env_kwargs) for _ in range(num_envs)]
+        venv = TaskSyncVectorEnv(fns, env_id)
+    if seed is not None:
+        venv.reset(seed=seed)
+    return venv
+
+
+def _env_fn(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gymnasium.Env[Any, Any]]:
+    def make() -> gymnasium.Env[Any, Any]:
+        return gymnasium.make(env_id, **kwargs)
+
+    return make
+
+
+def registered_episode_steps(env_id: str) -> int | None:
+    """``max_episode_steps`` of a registered id (None when it has none)."""
+    if env_id.startswith("metarl/"):
+        import envs  # noqa: F401
+    return gymnasium.spec(env_id).max_episode_steps
+
+
+def seeds_for(rng: np.random.Generator, n: int) -> list[int]:
+    """``n`` reset seeds drawn from ``rng``."""
+    return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]

@@ -1,0 +1,64 @@
+"""meta_rl.benchmark (metarl bench-train): JSON summary and plot from short runs (toy family)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import test_vector
+import torch
+
+from meta_rl.benchmark import bench_train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+TOY_CONFIG = f"""
+env:
+  id: {test_vector.TOY_ID}
+  tasks_per_batch: 4
+  episodes_per_trial: 2
+  episode_steps: 6
+  eval_tasks: 3
+ppo: {{epochs: 1, minibatches: 2}}
+task_model: {{updates_per_iteration: 1}}
+logging: {{progress_bar: false}}
+"""
+
+
+def test_bench_train_writes_json_and_png(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "reach.yaml").write_text(TOY_CONFIG)
+    summary = bench_train(
+        tmp_path / "out", variants=["reach"], iterations=4, eval_every=2, config_dir=configs
+    )
+    res = summary["variants"]["reach"]
+    assert res["env_steps"] == 4 * 4 * 2 * 6
+    assert res["env_steps_per_s"] > 0 and res["overall_steps_per_s"] > 0
+    assert [p["env_steps"] for p in res["curve"]] == [96, 192]
+    assert 0.0 <= res["curve"][-1]["success_last_episode"] <= 1.0
+    saved = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    assert saved["variants"]["reach"]["curve"] == res["curve"]
+    assert (tmp_path / "out" / "bench_train.png").stat().st_size > 1000
+
+
+def test_unknown_variant_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"variants: got 'walk'; allowed: reach, push"):
+        bench_train(tmp_path, variants=["walk"])
+
+
+def test_scripts_answer_help() -> None:
+    for script in ("train.py", "bench_train.py"):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / script), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "--config" in out.stdout or "--variants" in out.stdout
