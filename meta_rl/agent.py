@@ -8,12 +8,21 @@ Agent API (used by evaluation and by the trainer's own rollouts, so both drive t
     agent.begin_trial(num_envs)                       # new tasks: belief back to the prior
     actions = agent.act(obs, deterministic=True)      # (N, obs_dim) -> (N, act_dim), clipped
     agent.observe(obs, actions, rewards, next_obs, dones)   # update the belief (GRU step)
-    agent.end_episode()                               # all N episodes ended (belief is kept)
+    agent.end_episode()                               # all N episodes ended (belief is kept;
+                                                      # MAML: the policy adapts)
 
 It implements the ``AdaptiveAgent`` protocol of docs/design.md. The encoder's hidden state is
 carried across episodes of a trial and reset only by :meth:`MetaAgent.begin_trial`. With
 ``use_context`` false the encoder is not run and the policy always sees the prior N(0, I).
 ``from_checkpoint`` accepts a checkpoint file or a run directory.
+
+MAML (``maml.enabled``): :class:`AgentNetworks` then owns a :class:`~meta_rl.maml.MetaSGD` over the
+policy's actor (its step sizes are saved with the networks). The agent records each episode and
+:meth:`MetaAgent.end_episode` adapts the policy's parameters on it (under ``no_grad``) when
+``MetaSGD.adapts_after`` says so; later episodes of the trial act with the adapted parameters,
+one set per sub-environment. :meth:`MetaAgent.begin_trial` drops them: every trial (every task)
+starts from the meta-parameters, and nothing is ever written into the policy module. The inner
+batches of the trial stay in :attr:`MetaAgent.inner_batches` for the trainer's outer loop.
 """
 
 from __future__ import annotations
@@ -28,14 +37,36 @@ from torch import nn
 
 from meta_rl.encoder import Belief, ContextEncoder
 from meta_rl.experiment import ExperimentConfig, resolve_device
+from meta_rl.maml import (
+    LossFn,
+    MetaSGD,
+    PolicyGradientBatch,
+    TaskModelBatch,
+    functional_model,
+    policy_gradient_inner_loss,
+    select_adapted_names,
+    task_model_inner_loss,
+)
 from meta_rl.policy import ActorCritic, PolicyOutput, RunningNorm, gaussian_log_prob
+from meta_rl.ppo import compute_gae
 from meta_rl.task_model import TaskDecoder
 
-__all__ = ["AgentNetworks", "MetaAgent", "StepOutput"]
+__all__ = ["AgentNetworks", "MetaAgent", "StepOutput", "make_inner_loss"]
 
 
 class AgentNetworks(nn.Module):
-    """All learned parts of the agent in one module (one ``state_dict`` in checkpoints)."""
+    """All learned parts of the agent in one module (one ``state_dict`` in checkpoints).
+
+    With ``maml.enabled`` it also holds ``maml``, a :class:`~meta_rl.maml.MetaSGD` over the
+    policy (the actor's output layer with ``adapt_layers: last``; every actor layer and the
+    action log-std with ``all``), whose learned step sizes are part of the ``state_dict``, and the
+    buffer ``inner_reward_scale``: the factor (1 / std of the trainer's discounted returns) that
+    puts the rewards of the inner loss on the critic's scale. Without MAML ``maml`` is None and
+    the ``state_dict`` is that of the plain agent.
+    """
+
+    maml: MetaSGD | None
+    inner_reward_scale: torch.Tensor
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: ExperimentConfig) -> None:
         super().__init__()
@@ -72,6 +103,15 @@ class AgentNetworks(nn.Module):
         # variance, so that small dense rewards still dominate the reconstruction loss.
         self.reward_norm = RunningNorm(1, enabled=tm.normalize_reward)
 
+        if cfg.maml.enabled:
+            names = select_adapted_names(self.policy, cfg.maml.adapt_layers, scope="actor")
+            if cfg.maml.adapt_layers == "all":
+                names = (*names, "log_std")  # MAML-RL adapts the exploration noise too
+            self.maml = MetaSGD(self.policy, cfg.maml, names=names)
+            self.register_buffer("inner_reward_scale", torch.ones(()))
+        else:
+            self.maml = None
+
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the encoder and the task model read them."""
         return self.policy.obs_norm(obs)
@@ -79,6 +119,51 @@ class AgentNetworks(nn.Module):
     def normalize_reward(self, reward: torch.Tensor) -> torch.Tensor:
         """Rewards ``(...)`` as the encoder and the task model read them."""
         return self.reward_norm(reward.unsqueeze(-1)).squeeze(-1)
+
+
+def make_inner_loss(
+    networks: AgentNetworks,
+    cfg: ExperimentConfig,
+    *,
+    action_low: np.ndarray,
+    action_high: np.ndarray,
+) -> LossFn:
+    """The inner loss of ``cfg.maml.inner_loss`` for one task (``vmap``-compatible).
+
+    ``policy_gradient``: :func:`~meta_rl.maml.policy_gradient_inner_loss` on batches
+    ``PolicyGradientBatch(obs=(obs, belief), ...)``. ``task_model``: minus the reward that the
+    task decoder (its parameters detached: the policy's meta-loss does not train the model)
+    predicts for the policy's mean action, clipped to the action space, on batches
+    ``TaskModelBatch(obs=(obs, belief, normalised obs, normalised next obs), context=z, mask)``
+    where ``z`` is the belief mean at the end of the episode.
+    """
+    policy = networks.policy
+    model = functional_model(policy)
+
+    def dist_fn(params: dict[str, torch.Tensor], x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(params, x[0], x[1])
+        return out.mean, out.log_std
+
+    if cfg.maml.inner_loss == "policy_gradient":
+        return policy_gradient_inner_loss(dist_fn)
+
+    reward_net = networks.decoder.reward_net
+    low = torch.as_tensor(action_low, dtype=torch.float32)
+    high = torch.as_tensor(action_high, dtype=torch.float32)
+
+    def action_fn(params: dict[str, torch.Tensor], x: Any) -> torch.Tensor:
+        mean: torch.Tensor = model(params, x[0], x[1]).mean
+        return mean
+
+    def reward_fn(x: Any, actions: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        frozen = {k: v.detach() for k, v in reward_net.named_parameters()}
+        a = torch.maximum(torch.minimum(actions, high.to(actions)), low.to(actions))
+        zz = z.unsqueeze(0).expand(actions.shape[0], z.shape[-1])
+        inp = torch.cat([zz, x[2], a, x[3]], dim=-1)
+        reward: torch.Tensor = torch.func.functional_call(reward_net, frozen, (inp,))
+        return reward.squeeze(-1)
+
+    return task_model_inner_loss(action_fn, reward_fn)
 
 
 @dataclass(frozen=True)
@@ -124,14 +209,34 @@ class MetaAgent:
             self.generator.manual_seed(seed)
         self._hidden: torch.Tensor | None = None
         self._belief: Belief | None = None
+        self.maml: MetaSGD | None = networks.maml
+        self.inner_loss: LossFn | None = (
+            make_inner_loss(
+                networks, config, action_low=self.action_low, action_high=self.action_high
+            )
+            if networks.maml is not None
+            else None
+        )
+        self._model = functional_model(networks.policy)
+        self._params: dict[str, torch.Tensor] | None = None  # None: the meta-parameters
+        self._episode = 0
+        self._record: dict[str, list[torch.Tensor]] = {}
+        self.inner_batches: dict[int, Any] = {}
+        """Episode k of the current trial -> the batch the policy adapted on after it."""
 
     # ---------------------------------------------------------------- AdaptiveAgent protocol
 
     def begin_trial(self, num_envs: int) -> None:
-        """New tasks: the encoder state restarts and the belief is the prior."""
+        """New tasks: the encoder state restarts, the belief is the prior and the policy's
+        parameters are the meta-parameters again (adapted ones are dropped)."""
         enc = self.networks.encoder
         self._hidden = enc.initial_state(num_envs, self.device)
         self._belief = enc.prior(num_envs, self.device)
+        # Adapted parameters never outlive their trial: new tasks start from the meta-parameters.
+        self._params = None
+        self._episode = 0
+        self._record = {}
+        self.inner_batches = {}
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)``, within the action space."""
@@ -149,6 +254,11 @@ class MetaAgent:
         """Read one transition per sub-environment into the belief (rows with mask false skip)."""
         if self._hidden is None:
             raise RuntimeError("MetaAgent.observe before begin_trial(num_envs)")
+        if self.maml is not None:
+            valid = np.ones(len(reward), dtype=bool) if mask is None else np.asarray(mask, bool)
+            self._append("reward", self._tensor(np.where(valid, reward, 0.0)))
+            self._append("mask", torch.as_tensor(valid, device=self.device))
+            self._append("next_obs", self._tensor(next_obs))
         if not self.use_context:
             return
         nets = self.networks
@@ -164,9 +274,94 @@ class MetaAgent:
             )
 
     def end_episode(self) -> None:
-        """All N episodes ended: the belief carries over to the next episode of the trial."""
+        """All N episodes ended: the belief carries over; with MAML the policy adapts.
+
+        The policy adapts (``maml.inner_steps`` steps on the episode just recorded, one set of
+        parameters per sub-environment, under ``no_grad``) after episode k when
+        ``MetaSGD.adapts_after(k)``; the next episodes act with the adapted parameters. With the
+        policy-gradient inner loss the episodes the policy adapts on sample their actions even
+        when :meth:`act` is asked for deterministic ones (they are the exploration episodes of
+        MAML-RL); set ``maml.adapt_episodes`` to K-1 to evaluate the last episode of a trial
+        deterministically.
+        """
         if self._hidden is None:
             raise RuntimeError("MetaAgent.end_episode before begin_trial(num_envs)")
+        if self.maml is not None and self._record.get("reward"):
+            if self.maml.adapts_after(self._episode):
+                assert self.inner_loss is not None
+                batch = self._inner_batch()
+                with torch.no_grad():
+                    self._params = self.maml.adapt(self.adapted_params(), self.inner_loss, batch)
+                self.inner_batches[self._episode] = batch
+            self._episode += 1
+        self._record = {}
+
+    # ---------------------------------------------------------------- MAML
+
+    def adapted_params(self) -> dict[str, torch.Tensor]:
+        """The policy's parameters the agent acts with, each ``(N, *shape)``.
+
+        Right after :meth:`begin_trial` (and without MAML) these are the meta-parameters.
+        """
+        if self._belief is None:
+            raise RuntimeError("MetaAgent: call begin_trial(num_envs) first")
+        if self._params is not None:
+            return self._params
+        n = self._belief.mean.shape[0]
+        return {k: p.expand(n, *p.shape) for k, p in self.networks.policy.named_parameters()}
+
+    def _explores(self) -> bool:
+        """Whether this episode's actions are sampled even when deterministic ones are asked.
+
+        The policy-gradient inner loss learns from the deviation of the actions from the mean:
+        an episode of mean actions gives it no gradient on the mean. So, as in MAML-RL, the
+        episodes the policy adapts on are exploratory; the others follow ``deterministic``.
+        """
+        return (
+            self.maml is not None
+            and self.config.maml.inner_loss == "policy_gradient"
+            and self.maml.adapts_after(self._episode)
+        )
+
+    def _append(self, key: str, value: torch.Tensor) -> None:
+        self._record.setdefault(key, []).append(value)
+
+    def _inner_batch(self) -> PolicyGradientBatch | TaskModelBatch:
+        """The episode just recorded as the inner loss reads it, each tensor ``(N, S, ...)``."""
+        r = {k: torch.stack(v, dim=1) for k, v in self._record.items()}
+        mask = r["mask"]
+        cfg = self.config
+        if cfg.maml.inner_loss == "task_model":
+            nets = self.networks
+            assert self._belief is not None
+            z = self._belief.mean if self.use_context else torch.zeros_like(self._belief.mean)
+            with torch.no_grad():
+                obs = (
+                    r["obs"],
+                    r["belief"],
+                    nets.normalize(r["obs"]),
+                    nets.normalize(r["next_obs"]),
+                )
+            return TaskModelBatch(obs=obs, context=z.detach(), mask=mask)
+        # Rewards on the critic's scale; the episode's end bootstraps from the last value (the
+        # critic values whole trials, so the trial goes on after this episode).
+        scale = self.networks.inner_reward_scale
+        rewards = (torch.nan_to_num(r["reward"]) * scale).t()
+        values = r["value"].t()
+        adv, _ = compute_gae(
+            rewards,
+            values,
+            torch.zeros_like(rewards, dtype=torch.bool),
+            values[-1],
+            cfg.ppo.gamma,
+            cfg.ppo.gae_lambda,
+        )
+        return PolicyGradientBatch(
+            obs=(r["obs"], r["belief"].detach()),
+            actions=r["raw"],
+            advantages=adv.t().detach(),
+            mask=mask,
+        )
 
     # ---------------------------------------------------------------- trainer-facing
 
@@ -182,15 +377,30 @@ class MetaAgent:
     def step(self, obs: np.ndarray, deterministic: bool = False) -> StepOutput:
         """Act and return everything the trainer records (no gradients)."""
         belief = self.belief_features()
+        if deterministic and self._explores():
+            deterministic = False
         with torch.no_grad():
             obs_t = self._tensor(obs)
-            out: PolicyOutput = self.networks.policy(obs_t, belief)
+            out: PolicyOutput
+            if self._params is None:
+                out = self.networks.policy(obs_t, belief)
+            else:
+                # One set of adapted parameters per sub-environment: one step per task.
+                batched = torch.func.vmap(self._model)(
+                    self._params, obs_t.unsqueeze(1), belief.unsqueeze(1)
+                )
+                out = PolicyOutput(*(x.squeeze(1) for x in batched))
             if deterministic:
                 raw = out.mean
             else:
                 noise = torch.randn(out.mean.shape, generator=self.generator).to(self.device)
                 raw = out.mean + out.log_std.exp() * noise
             log_prob = gaussian_log_prob(out, raw)
+        if self.maml is not None:
+            self._append("obs", obs_t)
+            self._append("belief", belief)
+            self._append("raw", raw)
+            self._append("value", out.value)
         env_action = np.clip(raw.cpu().numpy(), self.action_low, self.action_high)
         return StepOutput(raw, env_action, log_prob, out.value, belief)
 

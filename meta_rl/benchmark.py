@@ -12,6 +12,13 @@ evaluation frequency overridden), and its ``metrics.jsonl`` gives:
   environment steps.
 
 :func:`bench_train` writes ``bench_train.json`` and ``bench_train.png`` under ``out_dir``.
+
+Ablations (MAML integration): :func:`bench_ablations` trains the full agent and its ablations
+(``configs/ablations/<name>.yaml``: ``full``, ``context_only``, ``maml_only``) with the same
+budget and tabulates held-out success and return per episode of a trial
+(:func:`ablation_table`, also written as ``ablations.md``). :func:`bench_meta_update` times, side
+by side on the same collected trials, the outer update without the inner loop and with it
+(second and first order), and prints the ratios.
 """
 
 from __future__ import annotations
@@ -23,12 +30,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from meta_rl.experiment import load_experiment
+from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
-from meta_rl.trainer import train
+from meta_rl.trainer import Trainer, train
 
-__all__ = ["VARIANT_CONFIGS", "bench_train", "plot_curves", "summarize_run"]
+__all__ = [
+    "ABLATION_CONFIGS",
+    "VARIANT_CONFIGS",
+    "ablation_table",
+    "bench_ablations",
+    "bench_meta_update",
+    "bench_train",
+    "plot_curves",
+    "summarize_run",
+]
+
+ABLATION_CONFIGS: dict[str, str] = {
+    "full": "ablations/full.yaml",
+    "context_only": "ablations/context_only.yaml",
+    "maml_only": "ablations/maml_only.yaml",
+}
 
 VARIANT_CONFIGS: dict[str, str] = {
     "reach": "reach.yaml",
@@ -152,3 +175,143 @@ def bench_train(
     (out_dir / "bench_train.json").write_text(json.dumps(summary, indent=2))
     plot_curves(results, out_dir / "bench_train.png")
     return summary
+
+
+def _final_eval(run_dir: Path) -> dict[str, Any]:
+    """Held-out success and return per episode of a trial at the run's last evaluation."""
+    records = [r for r in read_metrics(run_dir) if "adapt/return_ep1" in r]
+    if not records:
+        raise ValueError(f"run {str(run_dir)!r} logged no held-out evaluation")
+    last = records[-1]
+    k = max(int(key.removeprefix("adapt/return_ep")) for key in last if "adapt/return_ep" in key)
+    return {
+        "iteration": int(last["iteration"]),
+        "env_steps": int(last["env_steps"]),
+        "success": [float(last[f"adapt/success_ep{i}"]) for i in range(1, k + 1)],
+        "return": [float(last[f"adapt/return_ep{i}"]) for i in range(1, k + 1)],
+        "first_eval_return": [float(records[0][f"adapt/return_ep{i}"]) for i in range(1, k + 1)],
+    }
+
+
+def ablation_table(results: dict[str, dict[str, Any]]) -> str:
+    """A markdown table: held-out success and return of each episode of a trial per ablation."""
+    k = max(len(r["success"]) for r in results.values())
+    head = (
+        "| agent | env steps | "
+        + " | ".join(f"success ep{i}" for i in range(1, k + 1))
+        + " | "
+        + " | ".join(f"return ep{i}" for i in range(1, k + 1))
+        + " | wall s |"
+    )
+    lines = [head, "|" + " --- |" * (2 * k + 3)]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['env_steps']} | "
+            + " | ".join(f"{v:.2f}" for v in r["success"])
+            + " | "
+            + " | ".join(f"{v:.1f}" for v in r["return"])
+            + f" | {r['wall_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def bench_ablations(
+    out_dir: Path,
+    *,
+    ablations: Sequence[str] = tuple(ABLATION_CONFIGS),
+    iterations: int = 30,
+    eval_every: int = 10,
+    config_dir: Path = Path("configs"),
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Train each ablation with the same budget and overrides; compare on held-out tasks.
+
+    Returns ``{"ablations": {name: final evaluation + wall_s + run_dir}, "table": markdown}``
+    and writes ``ablations.json`` and ``ablations.md`` under ``out_dir``. Every run uses the
+    same seed, so the held-out tasks are the same for all.
+    """
+    unknown = [a for a in ablations if a not in ABLATION_CONFIGS]
+    if unknown:
+        raise ValueError(f"ablations: got {unknown[0]!r}; allowed: {', '.join(ABLATION_CONFIGS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    for name in ablations:
+        cfg = load_experiment(
+            Path(config_dir) / ABLATION_CONFIGS[name],
+            [
+                f"train.iterations={iterations}",
+                f"train.eval_every={eval_every}",
+                f"train.checkpoint_every={iterations}",
+                "logging.wandb_mode=disabled",
+                "logging.progress_bar=false",
+                f"runs_dir={out_dir / 'runs'}",
+                f"experiment=ablation-{name}",
+                *overrides,
+            ],
+        )
+        start = time.perf_counter()
+        run_dir = train(cfg)
+        wall = time.perf_counter() - start
+        results[name] = {**_final_eval(run_dir), "wall_s": wall, "run_dir": str(run_dir)}
+    table = ablation_table(results)
+    summary = {
+        "ablations": results,
+        "table": table,
+        "iterations": iterations,
+        "overrides": list(overrides),
+    }
+    (out_dir / "ablations.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "ablations.md").write_text(table + "\n")
+    return summary
+
+
+def bench_meta_update(
+    cfg: ExperimentConfig, run_dir: Path, *, repeats: int = 10
+) -> dict[str, float]:
+    """Seconds per outer update (loss + backward) without and with the inner loop, same data.
+
+    ``cfg`` must enable MAML. One trainer collects one meta-batch of trials; the outer loss of
+    all its trials is then timed, interleaved ``repeats`` times, (a) with no inner step (the
+    plain PPO objective on the same episodes), (b) with the inner steps of ``cfg.maml`` (second
+    order unless ``maml.first_order``) and (c) first order; medians and ratios are returned.
+    Nothing is applied to the parameters.
+    """
+    if not cfg.maml.enabled:
+        raise ValueError("maml.enabled: bench_meta_update needs maml.enabled=true")
+    variants = {
+        "plain": cfg,
+        "maml": cfg,
+        "maml_first_order": cfg.replace(maml=cfg.maml.replace(first_order=True)),
+    }
+    trainers = {name: Trainer(c, Path(run_dir) / name, None) for name, c in variants.items()}
+    try:
+        batch = trainers["maml"].collect()
+        trainers["plain"].agent.inner_batches = {}  # never adapts: the plain objective
+        for name in ("maml", "maml_first_order"):
+            trainers[name].agent.inner_batches = trainers["maml"].agent.inner_batches
+        adv, ret = trainers["maml"].advantages(batch)
+        idx = torch.arange(batch.rewards.shape[1], device=adv.device)
+        times: dict[str, list[float]] = {name: [] for name in trainers}
+        for _ in range(repeats + 1):  # the first round warms up
+            for name, trainer in trainers.items():
+                trainer.networks.train()
+                start = time.perf_counter()
+                terms = trainer.maml_loss(batch, adv, ret, idx)
+                trainer.ppo_opt.zero_grad(set_to_none=True)
+                terms.total.backward()
+                if adv.is_cuda:
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - start)
+    finally:
+        for trainer in trainers.values():
+            trainer.close()
+    med = {name: float(np.median(t[1:])) for name, t in times.items()}
+    return {
+        "plain_s": med["plain"],
+        "maml_s": med["maml"],
+        "maml_first_order_s": med["maml_first_order"],
+        "ratio_maml_to_plain": med["maml"] / med["plain"],
+        "ratio_first_order_to_plain": med["maml_first_order"] / med["plain"],
+        "samples": float(batch.rewards.numel()),
+    }

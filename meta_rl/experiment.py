@@ -71,7 +71,10 @@ class EncoderConfig(Config):
     """The recurrent context encoder: a GRU over transitions giving a Gaussian belief over z."""
 
     use_context: bool = param(
-        True, "Feed the encoder's belief to the policy; false gives it the prior (ablation)."
+        True,
+        "Feed the encoder's belief to the policy; false gives it the prior and never runs the "
+        "encoder in rollouts (ablation; with task_model.updates_per_iteration=0 the encoder is "
+        "off in training too).",
     )
     latent_dim: int = param(5, "Dimension of the latent task variable z.", ge=1)
     hidden_size: int = param(64, "GRU hidden size.", ge=1)
@@ -190,7 +193,7 @@ class ExperimentConfig(Config):
     logging: LoggingConfig = param(default_factory=LoggingConfig, doc="Metrics and W&B.")
     maml: MAMLConfig = param(
         default_factory=MAMLConfig,
-        doc="MAML inner loop (not used by this trainer yet; must stay disabled).",
+        doc="MAML inner loop: gradient adaptation of the policy within a trial (off by default).",
     )
 
 

@@ -17,7 +17,14 @@ from torch import nn
 from meta_rl.experiment import PPOConfig
 from meta_rl.policy import PolicyOutput, gaussian_entropy, gaussian_log_prob
 
-__all__ = ["PPOBatch", "PPOTerms", "ReturnScaler", "compute_gae", "ppo_loss"]
+__all__ = [
+    "PPOBatch",
+    "PPOTerms",
+    "ReturnScaler",
+    "compute_gae",
+    "ppo_loss",
+    "ppo_loss_from_output",
+]
 
 
 def compute_gae(
@@ -90,6 +97,15 @@ def ppo_loss(
     else:
         out = torch.func.functional_call(policy, dict(params), (batch.obs, batch.belief))
     assert isinstance(out, PolicyOutput)
+    return ppo_loss_from_output(out, batch, cfg)
+
+
+def ppo_loss_from_output(out: PolicyOutput, batch: PPOBatch, cfg: PPOConfig) -> PPOTerms:
+    """The clipped PPO objective given the policy's output on ``batch`` (any common shape).
+
+    ``batch.obs`` and ``batch.belief`` are not read: ``out`` was computed from them, e.g. by the
+    MAML outer loop with different (adapted) parameters per task and episode.
+    """
     w = batch.mask.to(out.value.dtype)
     denom = w.sum().clamp_min(1.0)
 
@@ -147,6 +163,11 @@ class ReturnScaler:
         self.var = m2 / total
         self.count = total
         return (rewards / np.sqrt(self.var + 1e-8)).astype(rewards.dtype)
+
+    @property
+    def reward_scale(self) -> float:
+        """The factor :meth:`scale` multiplies rewards by (1 when disabled)."""
+        return 1.0 / float(np.sqrt(self.var + 1e-8)) if self.enabled else 1.0
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "var": self.var, "count": self.count}

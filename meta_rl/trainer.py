@@ -7,6 +7,10 @@ Each iteration reads top to bottom:
 3. scale rewards, compute GAE over whole trials (episode boundaries inside a trial are not
    terminal: the agent maximises the return of the trial, so exploring early pays off later);
 4. PPO epochs over minibatches (the encoder gets RL gradients only if ``encoder.rl_gradients``);
+   with ``maml.enabled`` this is the MAML outer loop instead (:meth:`Trainer.maml_update`):
+   minibatches of whole trials, the inner adaptation rebuilt with its graph from the episodes
+   the agent adapted on, the PPO loss of every episode under the parameters the agent acted with,
+   differentiated through the inner steps into the meta-parameters and the step sizes;
 5. ELBO steps on the encoder and the task decoder;
 6. update the observation normaliser; log; every ``eval_every`` iterations evaluate on
    held-out (test split) tasks; checkpoint at iteration boundaries.
@@ -46,10 +50,19 @@ from meta_rl.config import to_dict
 from meta_rl.encoder import Belief
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
 from meta_rl.logging import RunLogger
-from meta_rl.ppo import PPOBatch, ReturnScaler, compute_gae, ppo_loss
+from meta_rl.maml import MetaSGD, batched_loss, functional_model
+from meta_rl.policy import PolicyOutput
+from meta_rl.ppo import (
+    PPOBatch,
+    PPOTerms,
+    ReturnScaler,
+    compute_gae,
+    ppo_loss,
+    ppo_loss_from_output,
+)
 from meta_rl.rollout import TrialBatch, collect_trials
 from meta_rl.runs import create_run_dir, save_config
-from meta_rl.task_model import elbo_loss, final_belief_error
+from meta_rl.task_model import TrialTensors, elbo_loss, final_belief_error
 from meta_rl.vector import TaskVectorEnvLike, make_task_vector_env, registered_episode_steps
 
 __all__ = ["Trainer", "apply_update", "train"]
@@ -88,11 +101,6 @@ class Trainer:
     """Owns the networks, optimisers, generators, envs and logger of one run."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, resume_from: Path | None) -> None:
-        if cfg.maml.enabled:
-            raise ValueError(
-                "maml.enabled: the MAML inner loop is not integrated into this trainer yet; "
-                "set maml.enabled=false"
-            )
         self.cfg = cfg
         self.run_dir = run_dir
         if cfg.train.torch_threads is not None:
@@ -148,6 +156,8 @@ class Trainer:
         ppo_params = list(nets.policy.parameters())
         if cfg.encoder.rl_gradients:
             ppo_params += list(nets.encoder.parameters())
+        if nets.maml is not None:
+            ppo_params += list(nets.maml.parameters())  # the step sizes (none when fixed)
         self.ppo_params = ppo_params
         self.ppo_opt = torch.optim.Adam(ppo_params, lr=cfg.ppo.lr, eps=1e-5)
         self.elbo_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
@@ -238,14 +248,15 @@ class Trainer:
     def stopped(self) -> bool:
         return self.counters.nonfinite_streak >= self.cfg.train.max_consecutive_nonfinite
 
-    def ppo_update(self, batch: TrialBatch) -> dict[str, float]:
-        cfg, nets = self.cfg, self.networks
+    def advantages(self, batch: TrialBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE over whole trials on scaled rewards: ``(advantages, returns)``, each ``(T, N)``."""
+        cfg = self.cfg
         rewards = torch.as_tensor(
             self.scaler.scale(batch.rewards.cpu().numpy()), device=self.device
         )
         terminals = torch.zeros_like(batch.dones, dtype=torch.bool)
         terminals[-1] = True  # the trial ends; boundaries between its episodes are not terminal
-        adv, ret = compute_gae(
+        return compute_gae(
             rewards,
             batch.values,
             terminals,
@@ -253,6 +264,19 @@ class Trainer:
             cfg.ppo.gamma,
             cfg.ppo.gae_lambda,
         )
+
+    def _sub_beliefs(self, trials: TrialTensors, idx: torch.Tensor) -> torch.Tensor:
+        """Belief features ``(T, n, F)`` of trials ``idx`` recomputed with the encoder's graph."""
+        sub = trials.select(idx)
+        beliefs, _ = self.networks.encoder(
+            sub.obs, sub.action, sub.reward, sub.next_obs, sub.done, mask=sub.mask
+        )
+        before = self.networks.encoder.beliefs_with_prior(beliefs)
+        return Belief(before.mean[:-1], before.logvar[:-1]).features()
+
+    def ppo_update(self, batch: TrialBatch) -> dict[str, float]:
+        cfg, nets = self.cfg, self.networks
+        adv, ret = self.advantages(batch)
         t_len, n = batch.rewards.shape
         recompute = cfg.encoder.rl_gradients and cfg.encoder.use_context
         trials = batch.trial_tensors(self.agent) if recompute else None
@@ -268,12 +292,7 @@ class Trainer:
             for idx in chunks:
                 if recompute:
                     assert trials is not None
-                    sub = trials.select(idx)
-                    beliefs, _ = nets.encoder(
-                        sub.obs, sub.action, sub.reward, sub.next_obs, sub.done, mask=sub.mask
-                    )
-                    before = nets.encoder.beliefs_with_prior(beliefs)
-                    feats = Belief(before.mean[:-1], before.logvar[:-1]).features()
+                    feats = self._sub_beliefs(trials, idx)
                     mb = PPOBatch(
                         obs=batch.obs[:, idx].flatten(0, 1),
                         belief=feats.flatten(0, 1),
@@ -307,6 +326,111 @@ class Trainer:
         out = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
         out["losses/updates"] = float(sum(1 for _ in stats.get("policy_loss", [])))
         return out
+
+    def maml_update(self, batch: TrialBatch) -> dict[str, float]:
+        """The MAML outer loop: PPO on every episode of the trials, through the inner steps.
+
+        For each epoch and each minibatch of whole trials (the inner loss needs a task's whole
+        episode): start from the meta-parameters, evaluate the policy on episode 0, adapt on the
+        batch the agent adapted on after episode 0 (``agent.inner_batches``; with the graph
+        unless ``maml.first_order``), evaluate episode 1 with the adapted parameters, and so on.
+        The clipped PPO loss over all episodes (old log-probs: what the agent acted with), plus
+        the value loss, is back-propagated into the policy's meta-parameters, the Meta-SGD step
+        sizes and (``encoder.rl_gradients``) the encoder. The critic is not adapted.
+        """
+        cfg, nets = self.cfg, self.networks
+        maml = nets.maml
+        assert maml is not None
+        adv, ret = self.advantages(batch)
+        n = batch.rewards.shape[1]
+        recompute = cfg.encoder.rl_gradients and cfg.encoder.use_context
+        trials = batch.trial_tensors(self.agent) if recompute else None
+        stats: dict[str, list[float]] = {}
+        stats.update(self._inner_loss_stats(maml, self.agent.inner_batches))
+        nets.inner_reward_scale.fill_(self.scaler.reward_scale)
+        for _ in range(cfg.ppo.epochs):
+            perm = torch.randperm(n, generator=self.learn_gen).to(self.device)
+            for idx in perm.chunk(min(cfg.ppo.minibatches, n)):
+                terms = self.maml_loss(batch, adv, ret, idx, trials)
+                applied = apply_update(
+                    self.ppo_opt, terms.total, self.ppo_params, cfg.ppo.max_grad_norm
+                )
+                self._update_ok(applied)
+                if self.stopped:
+                    break
+                for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+                    stats.setdefault(f"losses/{key}", []).append(
+                        float(getattr(terms, key).detach())
+                    )
+            if self.stopped:
+                break
+        out_stats = {k: float(np.mean(v)) for k, v in stats.items()}
+        out_stats["losses/updates"] = float(len(stats.get("losses/policy_loss", [])))
+        for name, size in maml.step_sizes().items():
+            value = size.detach().mean() if isinstance(size, torch.Tensor) else size
+            out_stats[f"maml/step_size/{name}"] = float(value)
+        return out_stats
+
+    def maml_loss(
+        self,
+        batch: TrialBatch,
+        adv: torch.Tensor,
+        ret: torch.Tensor,
+        idx: torch.Tensor,
+        trials: TrialTensors | None = None,
+    ) -> PPOTerms:
+        """The outer (meta) loss of trials ``idx`` of ``batch``, differentiable end to end.
+
+        ``adv``/``ret`` from :meth:`advantages`; the inner batches are those the agent adapted
+        on while collecting ``batch`` (``agent.inner_batches``). ``trials`` (the batch's
+        :meth:`~meta_rl.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
+        encoder's graph (``encoder.rl_gradients``); None uses the recorded ones.
+        """
+        cfg, nets = self.cfg, self.networks
+        maml, inner_loss = nets.maml, self.agent.inner_loss
+        if maml is None or inner_loss is None:
+            raise ValueError("maml.enabled: the MAML outer loss needs maml.enabled=true")
+        inner = self.agent.inner_batches
+        episodes = cfg.env.episodes_per_trial
+        steps = batch.rewards.shape[0] // episodes
+        model = torch.func.vmap(functional_model(nets.policy))
+        if trials is not None:
+            feats = self._sub_beliefs(trials, idx).transpose(0, 1)
+        else:
+            feats = batch.beliefs[:, idx].transpose(0, 1)
+        obs = batch.obs[:, idx].transpose(0, 1)
+        params = maml.init_params(len(idx))
+        outs = []
+        for k in range(episodes):
+            sl = slice(k * steps, (k + 1) * steps)
+            outs.append(model(params, obs[:, sl], feats[:, sl]))
+            if k < episodes - 1 and k in inner:
+                params = maml.adapt(params, inner_loss, _select(inner[k], idx))
+        out = PolicyOutput(*(torch.cat(parts, dim=1) for parts in zip(*outs, strict=True)))
+        mb = PPOBatch(
+            obs=obs,
+            belief=feats,
+            actions=batch.raw_actions[:, idx].transpose(0, 1),
+            old_log_probs=batch.log_probs[:, idx].transpose(0, 1),
+            advantages=adv[:, idx].transpose(0, 1),
+            returns=ret[:, idx].transpose(0, 1),
+            mask=batch.mask[:, idx].transpose(0, 1),
+        )
+        return ppo_loss_from_output(out, mb, cfg.ppo)
+
+    def _inner_loss_stats(self, maml: MetaSGD, inner: dict[int, Any]) -> dict[str, list[float]]:
+        """The inner loss on the first adapted episode before and after adapting on it."""
+        loss_fn = self.agent.inner_loss
+        if 0 not in inner or loss_fn is None:
+            return {}
+        with torch.no_grad():
+            params = maml.init_params(self.cfg.env.tasks_per_batch)
+            pre = batched_loss(loss_fn, params, inner[0])
+            post = batched_loss(loss_fn, maml.adapt(params, loss_fn, inner[0]), inner[0])
+        return {
+            "maml/inner_loss_pre": [float(pre.mean())],
+            "maml/inner_loss_post": [float(post.mean())],
+        }
 
     def elbo_update(self, batch: TrialBatch) -> dict[str, float]:
         cfg, nets = self.cfg.task_model, self.networks
@@ -355,14 +479,13 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.eval_seed),
         )
 
-    def iteration(self) -> dict[str, float]:
-        """One meta-training iteration (steps 1-6 of the module docstring) and its metrics."""
+    def collect(self) -> TrialBatch:
+        """Steps 1-2: one trial per freshly sampled train task (the agent adapts if MAML)."""
         cfg = self.cfg
-        t0 = time.perf_counter()
         tasks = self.venv.task_distribution.sample(cfg.env.tasks_per_batch, "train", self.np_rng)
         seed = int(self.np_rng.integers(2**31 - 1))
         self.networks.eval()
-        batch = collect_trials(
+        return collect_trials(
             self.venv,
             self.agent,
             tasks,
@@ -370,9 +493,18 @@ class Trainer:
             episode_steps=self.episode_steps,
             seed=seed,
         )
+
+    def iteration(self) -> dict[str, float]:
+        """One meta-training iteration (steps 1-6 of the module docstring) and its metrics."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        batch = self.collect()
         t1 = time.perf_counter()
         self.networks.train()
-        metrics = self.ppo_update(batch)
+        if self.networks.maml is not None:
+            metrics = self.maml_update(batch)
+        else:
+            metrics = self.ppo_update(batch)
         if not self.stopped:
             metrics.update(self.elbo_update(batch))
         self.networks.policy.obs_norm.update(batch.obs[batch.mask])
@@ -395,6 +527,19 @@ class Trainer:
     def close(self) -> None:
         self.venv.close()
         self.eval_venv.close()
+
+
+def _select(tree: Any, idx: torch.Tensor) -> Any:
+    """Rows ``idx`` (tasks) of every tensor of a batch (tensors in tuples / NamedTuples)."""
+    if isinstance(tree, torch.Tensor):
+        return tree[idx]
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_select(v, idx) for v in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_select(v, idx) for v in tree)
+    if isinstance(tree, dict):
+        return {k: _select(v, idx) for k, v in tree.items()}
+    raise TypeError(f"batch: got {type(tree).__name__}; expected tensors in tuples or dicts")
 
 
 def _resolve_resume(resume: Path) -> tuple[Path, Path]:

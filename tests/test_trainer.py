@@ -181,9 +181,11 @@ def test_nan_rewards_from_the_env_never_reach_the_parameters(tmp_path: Path) -> 
     assert not (run_dir / "checkpoints" / "ckpt_00000001.pt").exists()
 
 
-def test_maml_section_is_accepted_but_enabling_it_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"maml.enabled"):
-        train(_cfg(tmp_path, "maml.enabled=true"))
+def test_maml_enabled_trains_and_logs_the_inner_loop(tmp_path: Path) -> None:
+    run_dir = train(_cfg(tmp_path, "maml.enabled=true", "train.iterations=2"))
+    last = read_metrics(run_dir)[-1]
+    assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
+    assert "maml/step_size/actor.4.weight" in last  # the output layer (adapt_layers: last)
 
 
 def test_wandb_offline_files_go_into_the_run_dir(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "Benchmark meta-training throughput and learning curves."
+HELP = "Benchmark meta-training throughput and learning curves (or MAML ablations)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,13 +21,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=5, help="Held-out evaluation period.")
     parser.add_argument("--config-dir", default="configs", help="Folder of the variant YAMLs.")
     parser.add_argument(
+        "--ablations",
+        nargs="+",
+        default=None,
+        help="Instead of variants: train these agents (configs/ablations/<name>.yaml: full, "
+        "context_only, maml_only) and print the held-out comparison table.",
+    )
+    parser.add_argument(
+        "--meta-update-cost",
+        action="store_true",
+        help="With --ablations: also time the outer update with and without the inner loop "
+        "(on the 'full' config with the overrides) and print the ratio.",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="Overrides for every variant (e.g. env.tasks_per_batch=8)."
     )
+
+
+def _run_ablations(args: argparse.Namespace) -> int:
+    from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, bench_meta_update
+    from meta_rl.config import ConfigError
+    from meta_rl.experiment import load_experiment
+
+    out = Path(args.out)
+    try:
+        if args.meta_update_cost:
+            cfg = load_experiment(
+                Path(args.config_dir) / ABLATION_CONFIGS["full"],
+                ["logging.wandb_mode=disabled", *args.overrides],
+            )
+            cost = bench_meta_update(cfg, out / "meta_update")
+            print(
+                f"outer update on {cost['samples']:.0f} samples: plain {cost['plain_s'] * 1e3:.0f} "
+                f"ms, with the inner loop {cost['maml_s'] * 1e3:.0f} ms "
+                f"(x{cost['ratio_maml_to_plain']:.2f}), first order "
+                f"{cost['maml_first_order_s'] * 1e3:.0f} ms "
+                f"(x{cost['ratio_first_order_to_plain']:.2f})"
+            )
+        summary = bench_ablations(
+            out,
+            ablations=args.ablations,
+            iterations=args.iterations,
+            eval_every=args.eval_every,
+            config_dir=Path(args.config_dir),
+            overrides=args.overrides,
+        )
+    except (ConfigError, ValueError) as e:
+        print(f"metarl bench-train: error: {e}", file=sys.stderr)
+        return 2
+    print(summary["table"])
+    print(f"wrote {out / 'ablations.json'} and ablations.md")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from meta_rl.benchmark import bench_train
     from meta_rl.config import ConfigError
+
+    if args.ablations is not None:
+        return _run_ablations(args)
+    if args.meta_update_cost:
+        print("metarl bench-train: error: --meta-update-cost needs --ablations", file=sys.stderr)
+        return 2
 
     try:
         summary = bench_train(

@@ -1,0 +1,266 @@
+"""MAML inside the agent and the trainer: adaptation per trial, no leakage, the outer loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_vector
+import torch
+
+from meta_rl.agent import AgentNetworks, MetaAgent
+from meta_rl.checkpoint import load_checkpoint
+from meta_rl.experiment import ExperimentConfig, load_experiment
+from meta_rl.logging import read_metrics
+from meta_rl.rollout import collect_trials
+from meta_rl.trainer import Trainer, train
+from meta_rl.vector import make_task_vector_env
+
+torch.set_num_threads(1)
+
+
+def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
+    return load_experiment(
+        None,
+        [
+            "env.id=toy/PointGoal-v0",
+            "env.tasks_per_batch=4",
+            "env.eval_tasks=3",
+            "env.episodes_per_trial=3",
+            "env.episode_steps=8",
+            "train.iterations=2",
+            "train.eval_every=1",
+            "train.checkpoint_every=1",
+            "train.device=cpu",
+            "logging.wandb_mode=disabled",
+            "logging.progress_bar=false",
+            "policy.hidden=[16, 16]",
+            "ppo.minibatches=2",
+            "ppo.epochs=2",
+            "task_model.updates_per_iteration=1",
+            "maml.enabled=true",
+            "maml.inner_lr=0.5",
+            f"runs_dir={tmp_path / 'runs'}",
+            *overrides,
+        ],
+    )
+
+
+def _agent(cfg: ExperimentConfig, seed: int = 0) -> MetaAgent:
+    torch.manual_seed(0)
+    return MetaAgent(
+        AgentNetworks(2, 2, cfg),
+        cfg,
+        action_low=-np.ones(2),
+        action_high=np.ones(2),
+        seed=seed,
+    )
+
+
+def _policy_state(agent: MetaAgent) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in agent.networks.policy.state_dict().items()}
+
+
+def test_end_episode_adapts_and_begin_trial_resets_to_the_meta_parameters(
+    tmp_path: Path,
+) -> None:
+    agent = _agent(_cfg(tmp_path))
+    before = _policy_state(agent)
+    venv = make_task_vector_env(test_vector.TOY_ID, 3)
+    tasks = venv.task_distribution.sample(3, "train", np.random.default_rng(0))
+    collect_trials(venv, agent, tasks, episodes=2, episode_steps=6, seed=0)
+    adapted = agent.adapted_params()
+    meta = dict(agent.networks.policy.named_parameters())
+    assert agent.maml is not None
+    for name in agent.maml.adapted_names:  # the output layer, one set per task
+        assert adapted[name].shape == (3, *meta[name].shape)
+        assert not torch.allclose(adapted[name], meta[name].expand_as(adapted[name]))
+        assert not torch.allclose(adapted[name][0], adapted[name][1])
+    for name in set(meta) - set(agent.maml.adapted_names):
+        assert torch.equal(adapted[name][0], meta[name])
+    assert sorted(agent.inner_batches) == [0, 1]
+    # The module itself is never written.
+    for k, v in _policy_state(agent).items():
+        assert torch.equal(v, before[k]), k
+    agent.begin_trial(3)
+    assert agent.inner_batches == {}
+    for name, value in agent.adapted_params().items():
+        assert torch.equal(value[2], meta[name])
+
+
+def test_no_adapted_parameters_leak_from_one_trial_to_the_next(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    first = venv.task_distribution.sample(2, "train", np.random.default_rng(1))
+    second = venv.task_distribution.sample(2, "train", np.random.default_rng(2))
+    used = _agent(cfg)
+    collect_trials(venv, used, first, episodes=2, episode_steps=6, seed=3)
+    fresh = _agent(cfg)
+    used.generator.manual_seed(9)
+    fresh.generator.manual_seed(9)
+    after_first = collect_trials(venv, used, second, episodes=2, episode_steps=6, seed=4)
+    from_scratch = collect_trials(venv, fresh, second, episodes=2, episode_steps=6, seed=4)
+    torch.testing.assert_close(after_first.raw_actions, from_scratch.raw_actions, rtol=0, atol=0)
+    # Episode 2 acts with adapted parameters: other actions than a non-adapting agent's.
+    plain = _agent(cfg.replace(maml=cfg.maml.replace(enabled=False)))
+    plain.generator.manual_seed(9)
+    fixed = collect_trials(venv, plain, second, episodes=2, episode_steps=6, seed=4)
+    torch.testing.assert_close(from_scratch.raw_actions[:6], fixed.raw_actions[:6], rtol=0, atol=0)
+    assert not torch.equal(from_scratch.raw_actions[6:], fixed.raw_actions[6:])
+
+
+def test_adapting_episodes_explore_even_when_deterministic_actions_are_asked(
+    tmp_path: Path,
+) -> None:
+    agent = _agent(_cfg(tmp_path, "maml.adapt_episodes=1"))
+    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    tasks = venv.task_distribution.sample(2, "test", np.random.default_rng(0))
+    batch = collect_trials(
+        venv, agent, tasks, episodes=2, episode_steps=5, seed=0, deterministic=True
+    )
+    first, second = batch.raw_actions[:5], batch.raw_actions[5:]
+    out = agent.networks.policy(batch.obs, batch.beliefs)
+    # Episode 1 (adapted on) sampled; episode 2 is the adapted policy's mean action.
+    assert (first - out.mean[:5]).abs().min() > 1e-4
+    assert not torch.allclose(second, out.mean[5:], atol=1e-7)  # adapted, not the meta-policy
+    assert len(agent.inner_batches) == 1
+
+
+def test_adapt_episodes_limits_adaptation_to_the_first_k_episodes(tmp_path: Path) -> None:
+    agent = _agent(_cfg(tmp_path, "maml.adapt_episodes=1"))
+    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    tasks = venv.task_distribution.sample(2, "train", np.random.default_rng(0))
+    collect_trials(venv, agent, tasks, episodes=3, episode_steps=5, seed=0)
+    assert sorted(agent.inner_batches) == [0]
+
+
+def _step_sizes(trainer: Trainer) -> dict[str, torch.Tensor]:
+    maml = trainer.networks.maml
+    assert maml is not None
+    return {k: torch.as_tensor(v).detach().clone() for k, v in maml.step_sizes().items()}
+
+
+def test_a_trainer_iteration_changes_the_step_sizes_and_the_policy(tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(tmp_path), tmp_path / "run", None)
+    sizes = _step_sizes(trainer)
+    policy = {k: v.detach().clone() for k, v in trainer.networks.policy.named_parameters()}
+    metrics = trainer.iteration()
+    trainer.close()
+    for k, v in _step_sizes(trainer).items():
+        assert not torch.equal(v, sizes[k]), k
+    for k, v in trainer.networks.policy.named_parameters():
+        assert not torch.equal(v, policy[k]), k
+    assert metrics["losses/updates"] == 4.0
+    assert metrics["maml/inner_loss_post"] < metrics["maml/inner_loss_pre"]
+
+
+def _meta_gradients(tmp_path: Path, *overrides: str) -> dict[str, torch.Tensor]:
+    trainer = Trainer(_cfg(tmp_path, *overrides), tmp_path / "run", None)
+    batch = trainer.collect()
+    adv, ret = trainer.advantages(batch)
+    trainer.networks.train()
+    terms = trainer.maml_loss(batch, adv, ret, torch.arange(batch.rewards.shape[1]))
+    trainer.close()
+    named = dict(trainer.networks.named_parameters())
+    grads = torch.autograd.grad(terms.total, list(named.values()), allow_unused=True)
+    return {
+        k: torch.zeros_like(p) if g is None else g
+        for (k, p), g in zip(named.items(), grads, strict=True)
+    }
+
+
+def test_outer_gradient_flows_through_the_inner_step_and_second_order_differs(
+    tmp_path: Path,
+) -> None:
+    second = _meta_gradients(tmp_path / "so")
+    first = _meta_gradients(tmp_path / "fo", "maml.first_order=true")
+    step_sizes = [k for k in second if k.startswith("maml.log_step_sizes.")]
+    assert step_sizes
+    for k in step_sizes:  # step sizes act only through the inner step
+        assert second[k].abs().sum() > 0, k
+        assert first[k].abs().sum() > 0, k
+    # A hidden layer is not adapted (adapt_layers: last): its second-order gradient holds the
+    # terms through the inner gradient of the output layer, which first order drops.
+    hidden = "policy.actor.0.weight"
+    assert second[hidden].abs().sum() > 0
+    assert not torch.allclose(second[hidden], first[hidden], rtol=1e-4, atol=1e-8)
+    # The critic is not adapted and the value loss is the same in both.
+    torch.testing.assert_close(second["policy.critic.0.weight"], first["policy.critic.0.weight"])
+
+
+def test_without_the_inner_loop_step_sizes_get_no_gradient(tmp_path: Path) -> None:
+    grads = _meta_gradients(tmp_path, "maml.adapt_episodes=1", "env.episodes_per_trial=1")
+    for k, g in grads.items():
+        if k.startswith("maml.log_step_sizes."):
+            assert torch.count_nonzero(g) == 0, k
+
+
+@pytest.mark.parametrize("extra", [(), ("maml.adapt_layers=all", "maml.first_order=true")])
+def test_checkpoint_resume_round_trip_includes_the_step_sizes(
+    tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    full = train(_cfg(tmp_path / "a", "train.iterations=3", *extra))
+    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *extra))
+    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *extra), resume=killed)
+    a = load_checkpoint(full / "checkpoints/ckpt_00000003.pt")["networks"]
+    b = load_checkpoint(resumed / "checkpoints/ckpt_00000003.pt")["networks"]
+    keys = [k for k in a if k.startswith("maml.log_step_sizes.")]
+    assert keys and "inner_reward_scale" in a
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    initial = float(np.log(0.5))
+    assert any(not torch.allclose(a[k], torch.full_like(a[k], initial)) for k in keys)
+    assert read_metrics(full)[-1]["train/return"] == read_metrics(resumed)[-1]["train/return"]
+    # The loaded agent carries the learned step sizes and adapts during evaluation.
+    agent = MetaAgent.from_checkpoint(full / "checkpoints/ckpt_00000003.pt", device="cpu")
+    assert agent.maml is not None and agent.maml.log_step_sizes is not None
+    for k in keys:
+        name = k.removeprefix("maml.log_step_sizes.")
+        torch.testing.assert_close(agent.maml.log_step_sizes[name].detach(), a[k])
+    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    tasks = venv.task_distribution.sample(2, "test", np.random.default_rng(5))
+    collect_trials(venv, agent, tasks, episodes=2, episode_steps=8, seed=0, deterministic=True)
+    assert sorted(agent.inner_batches) == [0, 1]
+
+
+def test_task_model_inner_loss_trains(tmp_path: Path) -> None:
+    run_dir = train(_cfg(tmp_path, "maml.inner_loss=task_model", "train.iterations=1"))
+    last = read_metrics(run_dir)[-1]
+    assert np.isfinite(last["maml/inner_loss_pre"]) and np.isfinite(last["losses/policy_loss"])
+    assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
+
+
+def test_bench_meta_update_times_the_three_updates_on_the_same_data(tmp_path: Path) -> None:
+    from meta_rl.benchmark import bench_meta_update
+
+    cost = bench_meta_update(_cfg(tmp_path), tmp_path / "bench", repeats=2)
+    for key in ("plain_s", "maml_s", "maml_first_order_s"):
+        assert cost[key] > 0.0
+    assert cost["ratio_maml_to_plain"] == pytest.approx(cost["maml_s"] / cost["plain_s"])
+    assert cost["samples"] == 4 * 3 * 8
+    with pytest.raises(ValueError, match=r"maml\.enabled"):
+        bench_meta_update(_cfg(tmp_path, "maml.enabled=false"), tmp_path / "b2")
+
+
+def test_bench_train_cli_refuses_meta_update_cost_without_ablations() -> None:
+    import argparse
+
+    from meta_rl.commands import bench_train
+
+    parser = argparse.ArgumentParser()
+    bench_train.add_arguments(parser)
+    args = parser.parse_args(["--meta-update-cost"])
+    assert bench_train.run(args) == 2
+    args = parser.parse_args(["env.tasks_per_batch=2", "--ablations", "full", "nope"])
+    assert args.ablations == ["full", "nope"] and args.overrides == ["env.tasks_per_batch=2"]
+    assert bench_train.run(args) == 2  # an unknown ablation is refused before any training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_maml_training_runs_on_the_gpu(tmp_path: Path) -> None:
+    run_dir = train(_cfg(tmp_path, "train.device=cuda", "train.iterations=1"))
+    last = read_metrics(run_dir)[-1]
+    assert np.isfinite(last["losses/policy_loss"])
+    assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
