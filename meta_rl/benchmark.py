@@ -139,6 +139,29 @@ def plot_curves(results: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _short_run_config(
+    path: Path,
+    experiment: str,
+    iterations: int,
+    eval_every: int,
+    out_dir: Path,
+    overrides: Sequence[str],
+) -> ExperimentConfig:
+    """A benchmark run's config: ``path`` with a short budget, no W&B, runs under ``out_dir``."""
+    return load_experiment(
+        path,
+        [
+            f"train.iterations={iterations}",
+            f"train.eval_every={eval_every}",
+            f"train.checkpoint_every={iterations}",
+            "logging.wandb_mode=disabled",
+            f"runs_dir={out_dir / 'runs'}",
+            f"experiment={experiment}",
+            *overrides,
+        ],
+    )
+
+
 def bench_train(
     out_dir: Path,
     *,
@@ -156,17 +179,13 @@ def bench_train(
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for name in variants:
-        cfg = load_experiment(
+        cfg = _short_run_config(
             Path(config_dir) / VARIANT_CONFIGS[name],
-            [
-                f"train.iterations={iterations}",
-                f"train.eval_every={eval_every}",
-                f"train.checkpoint_every={iterations}",
-                "logging.wandb_mode=disabled",
-                f"runs_dir={out_dir / 'runs'}",
-                f"experiment=bench-{name}",
-                *overrides,
-            ],
+            f"bench-{name}",
+            iterations,
+            eval_every,
+            out_dir,
+            overrides,
         )
         start = time.perf_counter()
         run_dir = train(cfg)
@@ -237,18 +256,13 @@ def bench_ablations(
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for name in ablations:
-        cfg = load_experiment(
+        cfg = _short_run_config(
             Path(config_dir) / ABLATION_CONFIGS[name],
-            [
-                f"train.iterations={iterations}",
-                f"train.eval_every={eval_every}",
-                f"train.checkpoint_every={iterations}",
-                "logging.wandb_mode=disabled",
-                "logging.progress_bar=false",
-                f"runs_dir={out_dir / 'runs'}",
-                f"experiment=ablation-{name}",
-                *overrides,
-            ],
+            f"ablation-{name}",
+            iterations,
+            eval_every,
+            out_dir,
+            ["logging.progress_bar=false", *overrides],
         )
         start = time.perf_counter()
         run_dir = train(cfg)
