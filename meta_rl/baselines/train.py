@@ -15,6 +15,7 @@ import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
 from tqdm.auto import tqdm
 
 from meta_rl.baselines.agents import SB3PolicyAgent, ScratchPPOAgent
@@ -108,6 +109,8 @@ def train_baseline(cfg: BaselineConfig, run_dir: str | Path | None = None) -> Pa
             device=str(resolve_device(cfg.device)),
             verbose=0,
         )
+        # SB3's training statistics go into the run dir (its default is a new folder in /tmp).
+        model.set_logger(configure(str(out / "sb3_logs"), ["csv"]))
         callback = (
             _TqdmCallback(cfg.total_timesteps, f"{cfg.kind} PPO") if cfg.progress_bar else None
         )
