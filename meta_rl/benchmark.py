@@ -103,6 +103,7 @@ def plot_curves(results: dict[str, dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, res in results.items():
@@ -130,6 +131,7 @@ def plot_curves(results: dict[str, dict[str, Any]], path: Path) -> None:
     axes[0].set_ylabel("held-out success rate")
     axes[1].set_ylabel("held-out episode return")
     for ax in axes:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
