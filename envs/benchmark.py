@@ -150,32 +150,42 @@ def bench_batched(sizes: tuple[int, ...], steps: int, repeats: int) -> list[Benc
 def bench_physics_floor(steps: int, repeats: int) -> BenchResult:
     """Raw mj_step per second of our model divided by the frame skip: the same random-action
     trajectories as the envs (mocap target and gripper written every frame_skip steps, reset
-    every 150 env steps), with no observation, reward or bookkeeping."""
+    every 150 env steps, each reset switching to the next of 16 train-split tasks, so the floor
+    steps the same mix of shapes as the envs), with no observation, reward or bookkeeping.
+
+    Every task's model and start state are built before the clock starts: a reset is one
+    ``mj_copyData``."""
     import mujoco
 
     from envs import scene as sc
-    from envs.tasks import Task
+    from envs.tasks import TaskDistribution
 
-    model = sc.load_model()
-    data = mujoco.MjData(model)
-    task = Task("box", 0.024, 0.1, 1.0, (0.0, 0.0), 0.0, (0.05, 0.1, 0.15))
-    sc.apply_task(model, data, task)
-    mujoco.mj_resetData(model, data)
-    data.qpos[:] = sc.initial_qpos(task)
-    data.mocap_pos[0] = sc.HOME
-    data.ctrl[:] = sc.FINGER_OPEN
-    mujoco.mj_forward(model, data)
+    tasks = TaskDistribution("pick_place").sample(16, "train", np.random.default_rng(0))
+    models, starts = [], []
+    for task in tasks:
+        model = sc.load_model()
+        start = mujoco.MjData(model)
+        sc.apply_task(model, start, task)
+        mujoco.mj_resetData(model, start)
+        start.qpos[:] = sc.initial_qpos(task)
+        start.mocap_pos[0] = sc.HOME
+        start.ctrl[:] = sc.FINGER_OPEN
+        mujoco.mj_forward(model, start)
+        models.append(model)
+        starts.append(start)
+    datas = [mujoco.MjData(m) for m in models]
 
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps // sc.FRAME_SKIP, 4))
-    start = mujoco.MjData(model)
-    mujoco.mj_copyData(start, model, data)
 
     def run() -> int:
         mocap = sc.HOME.copy()
+        model, data = models[0], datas[0]
         for t, a in enumerate(actions):
             if t % 150 == 0:
-                mujoco.mj_copyData(data, model, start)
+                k = (t // 150) % len(models)
+                model, data = models[k], datas[k]
+                mujoco.mj_copyData(data, model, starts[k])
                 mocap = sc.HOME.copy()
             mocap = np.minimum(
                 np.maximum(mocap + a[:3] * sc.ACTION_SCALE, sc.MOCAP_LOW), sc.MOCAP_HIGH
@@ -186,7 +196,7 @@ def bench_physics_floor(steps: int, repeats: int) -> BenchResult:
         return len(actions) * sc.FRAME_SKIP
 
     wall, cpu = _best_rate(run, repeats)
-    dt = sc.FRAME_SKIP * float(model.opt.timestep)
+    dt = sc.FRAME_SKIP * float(models[0].opt.timestep)
     return BenchResult(
         "physics floor (mj_step/s / frame skip)",
         wall / sc.FRAME_SKIP,
