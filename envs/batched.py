@@ -206,8 +206,9 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         for i in np.flatnonzero(resetting):
             self._reset_one(int(i))
         stepped = ~resetting
-        idx = np.flatnonzero(stepped)
-        if len(idx):
+        # A slice when every sub-env steps (the common case): views instead of fancy-index copies.
+        idx: np.ndarray | slice = slice(None) if not resetting.any() else np.flatnonzero(stepped)
+        if not isinstance(idx, np.ndarray) or len(idx):
             self._advance(idx, a[idx])
         readings = sc.read_sensors(self._sensordata)
         error = sc.physics_error(self.state[:, self.qvel_slice], readings.object_pos)
@@ -228,13 +229,14 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             info["_" + key] = stepped
         return obs, reward, terminated, truncated, info
 
-    def _advance(self, idx: np.ndarray, a: np.ndarray) -> None:
-        """Step the sub-envs ``idx`` by ``frame_skip`` physics steps under actions ``a``."""
+    def _advance(self, idx: np.ndarray | slice, a: np.ndarray) -> None:
+        """Step the sub-envs ``idx`` (all of them: ``slice(None)``) by ``frame_skip`` physics
+        steps under actions ``a``."""
         self._mocap[idx] = sc.mocap_targets(self._mocap[idx], a)
         self._ctrl[idx] = sc.gripper_ctrl(a)
         self._prev_action[idx] = a
         nu = self._ctrl.shape[1]
-        if len(idx) == self.num_envs:
+        if isinstance(idx, slice):
             models: list[mujoco.MjModel] = self.models
             control, out_state, out_sensor = self._control, self._out_state, self._out_sensor
             initial = self.state
