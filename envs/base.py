@@ -131,6 +131,18 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
             reward += v
         return reward, terms, success
 
+    def masked_outcome(
+        self, r: sc.Readings, goal: np.ndarray, size: np.ndarray, valid: np.ndarray
+    ) -> RewardOut:
+        """:meth:`reward_and_success` with every value zeroed where ``valid`` (N,) is false
+        (a physics error, or a sub-env that was resetting)."""
+        reward, terms, success = self.reward_and_success(r, goal, size)
+        return (
+            np.where(valid, reward, 0.0),
+            {name: np.where(valid, value, 0.0) for name, value in terms.items()},
+            np.where(valid, success, 0.0),
+        )
+
     # ---------------------------------------------------------------------------------------
     # Gymnasium API
 
@@ -142,12 +154,8 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         if task is None:
             task = self.task_distribution.sample(1, self.split, self.np_random)[0]
         self._use_task(task)
-        m, d = self.model, self.data
-        mujoco.mj_resetData(m, d)
-        d.qpos[:] = sc.initial_qpos(task)
-        d.mocap_pos[0] = sc.HOME
-        d.ctrl[:] = sc.FINGER_OPEN
-        mujoco.mj_forward(m, d)
+        d = self.data
+        sc.start_episode(self.model, d, task)
         self._prev_action = np.zeros((1, sc.ACTION_DIM))
         readings = sc.read_sensors(d.sensordata[None])
         obs = sc.build_obs(readings, self._prev_action, self._features)
@@ -156,7 +164,7 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.task is None:
             raise RuntimeError("step() called before reset(): call env.reset() first")
-        a = np.minimum(np.maximum(sc.validate_actions(action, None)[None], -1.0), 1.0)
+        a = sc.validate_actions(action, None)[None]
         m, d = self.model, self.data
         d.mocap_pos = sc.mocap_targets(d.mocap_pos, a)
         d.ctrl = sc.gripper_ctrl(a)[0]
@@ -165,10 +173,9 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         readings = sc.read_sensors(d.sensordata[None])
         error = bool(sc.physics_error(d.qvel[None], readings.object_pos)[0])
         obs = sc.build_obs(readings, a, self._features)
-        reward, terms, success = self.reward_and_success(readings, self._goal, self._size)
-        if error:
-            reward, success = np.zeros(1), np.zeros(1)
-            terms = {k: np.zeros(1) for k in terms}
+        reward, terms, success = self.masked_outcome(
+            readings, self._goal, self._size, np.array([not error])
+        )
         info: dict[str, Any] = {"success": float(success[0]), "physics_error": error}
         for name, value in terms.items():
             info[f"reward_{name}"] = float(value[0])

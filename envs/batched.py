@@ -104,7 +104,6 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self.state = np.zeros((n, nstate))
         self._sensordata = np.zeros((n, m0.nsensordata))
         self._mocap = np.tile(sc.HOME, (n, 1))
-        self._ctrl = np.full((n, m0.nu), sc.FINGER_OPEN)
         self._control = np.zeros((n, sc.FRAME_SKIP, m0.nu + 3))
         self._out_state = np.zeros((n, sc.FRAME_SKIP, nstate))
         self._out_sensor = np.zeros((n, sc.FRAME_SKIP, m0.nsensordata))
@@ -149,15 +148,10 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             sc.apply_task(model, data, task)
             self._applied[i] = task
         self.tasks[i] = task
-        mujoco.mj_resetData(model, data)
-        data.qpos[:] = sc.initial_qpos(task)
-        data.mocap_pos[0] = sc.HOME
-        data.ctrl[:] = sc.FINGER_OPEN
-        mujoco.mj_forward(model, data)
+        sc.start_episode(model, data, task)
         mujoco.mj_getState(model, data, self.state[i], _FULL)
         self._sensordata[i] = data.sensordata
         self._mocap[i] = sc.HOME
-        self._ctrl[i] = sc.FINGER_OPEN
         self._prev_action[i] = 0.0
         self._goal[i] = task.goal
         self._size[i] = task.size
@@ -201,7 +195,6 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             raise RuntimeError("step() called before reset(): call envs.reset() first")
         n = self.num_envs
         a = sc.validate_actions(actions, n)
-        a = np.minimum(np.maximum(a, -1.0), 1.0)
         resetting = self._autoreset.copy()
         for i in np.flatnonzero(resetting):
             self._reset_one(int(i))
@@ -214,17 +207,16 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         error = sc.physics_error(self.state[:, self.qvel_slice], readings.object_pos)
         error &= stepped
         obs = self._observe(readings)
-        reward, terms, success = self.template.reward_and_success(readings, self._goal, self._size)
-        valid = stepped & ~error
-        reward = np.where(valid, reward, 0.0)
-        success = np.where(valid, success, 0.0)
+        reward, terms, success = self.template.masked_outcome(
+            readings, self._goal, self._size, stepped & ~error
+        )
         self._elapsed[idx] += 1
         truncated = stepped & ((self._elapsed >= self.max_episode_steps) | error)
         terminated = np.zeros(n, dtype=bool)
         self._autoreset = truncated.copy()
         info: dict[str, Any] = {"success": success, "physics_error": error}
         for name, value in terms.items():
-            info[f"reward_{name}"] = np.where(valid, value, 0.0)
+            info[f"reward_{name}"] = value
         for key in list(info):
             info["_" + key] = stepped
         return obs, reward, terminated, truncated, info
@@ -233,21 +225,22 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         """Step the sub-envs ``idx`` (all of them: ``slice(None)``) by ``frame_skip`` physics
         steps under actions ``a``."""
         self._mocap[idx] = sc.mocap_targets(self._mocap[idx], a)
-        self._ctrl[idx] = sc.gripper_ctrl(a)
         self._prev_action[idx] = a
-        nu = self._ctrl.shape[1]
         if isinstance(idx, slice):
             models: list[mujoco.MjModel] = self.models
-            control, out_state, out_sensor = self._control, self._out_state, self._out_sensor
             initial = self.state
         else:
             models = [self.models[i] for i in idx]
-            k = len(idx)
-            control = np.zeros((k, sc.FRAME_SKIP, nu + 3))
-            out_state = np.zeros((k, *self._out_state.shape[1:]))
-            out_sensor = np.zeros((k, *self._out_sensor.shape[1:]))
-            initial = np.ascontiguousarray(self.state[idx])
-        control[:, :, :nu] = self._ctrl[idx, None, :]
+            initial = self.state[idx]  # fancy indexing: already a contiguous copy
+        # Leading rows of the preallocated buffers serve a subset of the sub-envs too.
+        k = len(models)
+        control, out_state, out_sensor = (
+            self._control[:k],
+            self._out_state[:k],
+            self._out_sensor[:k],
+        )
+        nu = control.shape[2] - 3
+        control[:, :, :nu] = sc.gripper_ctrl(a)[:, None, :]
         control[:, :, nu:] = self._mocap[idx, None, :]
         self._rollout.rollout(
             models,

@@ -166,11 +166,7 @@ def bench_physics_floor(steps: int, repeats: int) -> BenchResult:
         model = sc.load_model()
         start = mujoco.MjData(model)
         sc.apply_task(model, start, task)
-        mujoco.mj_resetData(model, start)
-        start.qpos[:] = sc.initial_qpos(task)
-        start.mocap_pos[0] = sc.HOME
-        start.ctrl[:] = sc.FINGER_OPEN
-        mujoco.mj_forward(model, start)
+        sc.start_episode(model, start, task)
         models.append(model)
         starts.append(start)
     datas = [mujoco.MjData(m) for m in models]

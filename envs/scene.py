@@ -364,7 +364,8 @@ def initial_qpos(task: Task) -> np.ndarray:
 
 
 def validate_actions(action: object, num: int | None) -> np.ndarray:
-    """The action(s) as float64, shape (ACTION_DIM,) or (num, ACTION_DIM); ValueError otherwise."""
+    """The action(s) as float64, shape (ACTION_DIM,) or (num, ACTION_DIM), clipped to [-1, 1];
+    ValueError for a wrong shape or a non-finite value."""
     expected = (ACTION_DIM,) if num is None else (num, ACTION_DIM)
     try:
         arr = np.asarray(action, dtype=np.float64)
@@ -376,7 +377,19 @@ def validate_actions(action: object, num: int | None) -> np.ndarray:
         raise ValueError(f"action: expected shape {expected}; got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"action: expected finite values of shape {expected}; got {arr}")
-    return arr
+    # np.minimum/maximum are several times cheaper than np.clip on small arrays.
+    return np.minimum(np.maximum(arr, -1.0), 1.0)
+
+
+def start_episode(model: mujoco.MjModel, data: mujoco.MjData, task: Task) -> None:
+    """Put ``data`` in the starting state of an episode of ``task`` (already applied to
+    ``model``): arm at home, gripper open, object at its initial pose; derived quantities
+    computed. The single and the batched env both start their episodes here."""
+    mujoco.mj_resetData(model, data)
+    data.qpos[:] = initial_qpos(task)
+    data.mocap_pos[0] = HOME
+    data.ctrl[:] = FINGER_OPEN
+    mujoco.mj_forward(model, data)
 
 
 def mocap_targets(mocap: np.ndarray, action: np.ndarray) -> np.ndarray:
