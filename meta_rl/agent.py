@@ -254,11 +254,12 @@ class MetaAgent:
         """Read one transition per sub-environment into the belief (rows with mask false skip)."""
         if self._hidden is None:
             raise RuntimeError("MetaAgent.observe before begin_trial(num_envs)")
+        next_obs_t = self._tensor(next_obs)
         if self.maml is not None:
             valid = np.ones(len(reward), dtype=bool) if mask is None else np.asarray(mask, bool)
             self._append("reward", self._tensor(np.where(valid, reward, 0.0)))
             self._append("mask", torch.as_tensor(valid, device=self.device))
-            self._append("next_obs", self._tensor(next_obs))
+            self._append("next_obs", next_obs_t)
         if not self.use_context:
             return
         nets = self.networks
@@ -268,7 +269,7 @@ class MetaAgent:
                 nets.normalize(self._tensor(obs)),
                 self._tensor(action),
                 nets.normalize_reward(self._tensor(reward)),
-                nets.normalize(self._tensor(next_obs)),
+                nets.normalize(next_obs_t),
                 self._tensor(done),
                 None if mask is None else torch.as_tensor(mask, device=self.device),
             )
@@ -408,6 +409,19 @@ class MetaAgent:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
 
     # ---------------------------------------------------------------- loading
+
+    def with_context(self, use_context: bool) -> MetaAgent:
+        """A new agent over the same networks (shared, not copied) with its own trial state and a
+        fresh generator, seeded as :meth:`from_checkpoint` seeds it; ``use_context=False`` is
+        the zero-shot ablation."""
+        return MetaAgent(
+            self.networks,
+            self.config,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            device=self.device,
+            use_context=use_context,
+        )
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> MetaAgent:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import tempfile
@@ -233,8 +232,3 @@ def agent_state_from_checkpoint(path: Path) -> AgentState:
         networks=payload["networks"],
         meta=meta,
     )
-
-
-def describe(path: Path) -> str:
-    """A one-line JSON summary of a checkpoint's meta section."""
-    return json.dumps(load_checkpoint(path)["meta"], sort_keys=True)

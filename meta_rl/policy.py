@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from meta_rl import maml
 from meta_rl.task_model import mlp
 
 __all__ = ["ActorCritic", "PolicyOutput", "RunningNorm", "gaussian_entropy", "gaussian_log_prob"]
@@ -79,8 +80,7 @@ class PolicyOutput(NamedTuple):
 
 def gaussian_log_prob(out: PolicyOutput, action: torch.Tensor) -> torch.Tensor:
     """Log-density of ``action`` under the policy's Gaussian, summed over action dimensions."""
-    z = (action - out.mean) * torch.exp(-out.log_std)
-    return (-0.5 * z**2 - out.log_std - 0.5 * _LOG_2PI).sum(-1)
+    return maml.gaussian_log_prob(out.mean, out.log_std, action)
 
 
 def gaussian_entropy(out: PolicyOutput) -> torch.Tensor:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import gymnasium
-import numpy as np
 from gymnasium.vector import SyncVectorEnv
 
 __all__ = [
@@ -131,8 +130,3 @@ def registered_episode_steps(env_id: str) -> int | None:
     if env_id.startswith("metarl/"):
         import envs  # noqa: F401
     return gymnasium.spec(env_id).max_episode_steps
-
-
-def seeds_for(rng: np.random.Generator, n: int) -> list[int]:
-    """``n`` reset seeds drawn from ``rng``."""
-    return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]

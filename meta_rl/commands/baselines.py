@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Train the stable-baselines3 baselines from a config."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

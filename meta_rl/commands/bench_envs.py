@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "Benchmark the pick-and-place envs (single, batched, physics floor, render, Meta-World)."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="Env steps per measurement.")

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "Benchmark meta-training throughput and learning curves (or MAML ablations)."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/bench_train", help="Output folder (JSON, PNG).")

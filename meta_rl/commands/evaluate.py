@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Few-episode adaptation on unseen objects, with confidence intervals."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

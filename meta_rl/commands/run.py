@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "The main job: meta-train, then evaluate on unseen objects, plot and film it."
 DEFAULT_EVAL_CONFIG = Path("configs/eval/default.yaml")
 
 

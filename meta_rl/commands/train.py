@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "Meta-train an agent across tasks (or --resume a run)."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Render a video of an agent on a task."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -347,7 +347,7 @@ def evaluate_checkpoint(
         methods.append(
             Method(
                 "zero-shot",
-                load_meta_agent(file, cfg.device, use_context=False),
+                agent.with_context(False),
                 kind="zero_shot",
                 source=str(file),
             )
