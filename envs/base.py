@@ -30,7 +30,10 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
     Shared arguments: ``split`` ("train" or "test": where tasks are drawn from when none is
     pinned), ``reveal_task`` (append goal and object properties to the observation),
     ``reward_type`` ("dense" or "sparse"), ``render_mode`` (None or "rgb_array"),
-    ``camera_name`` ("front", "side" or "top"), ``width`` and ``height`` of rendered frames.
+    ``camera_name`` ("front", "side" or "top"), ``width`` and ``height`` of rendered frames,
+    ``goal_sector`` (push and pick-place: goals within this many degrees of +x, away from the
+    arm, seen from the object's start; None: any direction; see
+    :class:`envs.tasks.TaskDistribution`).
     """
 
     metadata: ClassVar[dict[str, Any]] = {  # type: ignore[misc]
@@ -49,8 +52,9 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         camera_name: str = "front",
         width: int = 480,
         height: int = 480,
+        goal_sector: float | None = None,
     ) -> None:
-        self.task_distribution = TaskDistribution(self.variant)
+        self.task_distribution = TaskDistribution(self.variant, goal_sector=goal_sector)
         if split not in self.task_distribution.splits:
             raise ValueError(
                 f"split: got {split!r}; allowed: {', '.join(self.task_distribution.splits)}"

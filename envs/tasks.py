@@ -55,6 +55,7 @@ _REACH_GOAL_REGION = ((-0.12, 0.14), (-0.18, 0.18), (0.04, 0.28))
 _PLACE_GOAL_XY_REGION = ((-0.08, 0.1), (-0.12, 0.12))
 _PLACE_GOAL_HEIGHT = (0.06, 0.22)  # above the object's resting height, up to an absolute 0.22 + s
 _MIN_GOAL_DISTANCE = 0.08  # push / pick-place goals lie this far (xy) from the object's start
+_GOAL_TRIES = 64  # goal draws per object pose before the pose is redrawn
 
 
 @dataclass(frozen=True)
@@ -176,14 +177,32 @@ class TaskDistribution:
     variant's workspace regions: reach goals are points in the gripper's reach above the table,
     push goals lie on the table and pick-place goals 6 to 22 cm above the object's resting
     height, both at least 8 cm (xy) from the object's start.
+
+    ``goal_sector`` (degrees, push and pick-place only) keeps those goals within that angle of
+    +x (away from the arm) as seen from the object's start, as in Meta-World's push and
+    pick-place, whose goals lie beyond the object: ``90`` puts every goal ahead of the object,
+    ``45`` within a quarter turn. The object's pose and the goal are then drawn together (a pose
+    with no room for such a goal is redrawn). ``None`` (default): any direction.
     """
 
-    def __init__(self, variant: str = "pick_place") -> None:
+    def __init__(self, variant: str = "pick_place", *, goal_sector: float | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(
                 f"TaskDistribution.variant: got {variant!r}; allowed: {', '.join(VARIANTS)}"
             )
+        if goal_sector is not None:
+            if variant == "reach":
+                raise ValueError(
+                    "goal_sector: got a value for variant 'reach'; allowed: None (reach goals "
+                    "do not depend on the object)"
+                )
+            ok = isinstance(goal_sector, (int, float)) and not isinstance(goal_sector, bool)
+            if not ok or not 0.0 < float(goal_sector) <= 180.0:
+                raise ValueError(
+                    f"goal_sector: got {goal_sector!r}; allowed: None or degrees in (0, 180]"
+                )
         self.variant = variant
+        self.goal_sector = None if goal_sector is None else float(goal_sector)
         self.splits = SPLITS
 
     def sample(self, n: int, split: str, rng: np.random.Generator) -> list[Task]:
@@ -200,14 +219,23 @@ class TaskDistribution:
         mass = _uniform_union(rng, spec.mass)
         friction = _uniform_union(rng, spec.friction)
         (x0, x1), (y0, y1) = _OBJECT_XY_REGION
-        xy = (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)))
-        yaw = float(rng.uniform(*_OBJECT_YAW_RANGE))
-        goal = self._sample_goal(xy, size, rng)
-        return Task(shape, size, mass, friction, xy, yaw, goal)
+        while True:  # an object pose that leaves room for a goal (always, without a sector)
+            xy = (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)))
+            yaw = float(rng.uniform(*_OBJECT_YAW_RANGE))
+            goal = self._sample_goal(xy, size, rng)
+            if goal is not None:
+                return Task(shape, size, mass, friction, xy, yaw, goal)
+
+    def _goal_allowed(self, xy: tuple[float, float], gx: float, gy: float) -> bool:
+        dx, dy = gx - xy[0], gy - xy[1]
+        if math.hypot(dx, dy) < _MIN_GOAL_DISTANCE:
+            return False
+        return self.goal_sector is None or abs(math.degrees(math.atan2(dy, dx))) <= self.goal_sector
 
     def _sample_goal(
         self, xy: tuple[float, float], size: float, rng: np.random.Generator
-    ) -> tuple[float, float, float]:
+    ) -> tuple[float, float, float] | None:
+        """The goal for an object starting at ``xy``; None when rejection finds none."""
         if self.variant == "reach":
             (x0, x1), (y0, y1), (z0, z1) = _REACH_GOAL_REGION
             return (
@@ -216,14 +244,17 @@ class TaskDistribution:
                 float(rng.uniform(z0, z1)),
             )
         (x0, x1), (y0, y1) = _PLACE_GOAL_XY_REGION
-        while True:  # rejection: the goal must be away from the object's start
+        for _ in range(_GOAL_TRIES):  # rejection: away from the start, inside the sector
             gx, gy = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
-            if math.hypot(gx - xy[0], gy - xy[1]) >= _MIN_GOAL_DISTANCE:
+            if self._goal_allowed(xy, gx, gy):
                 break
+        else:
+            return None
         if self.variant == "push":
             return (gx, gy, size)
         lo, hi = _PLACE_GOAL_HEIGHT
         return (gx, gy, size + float(rng.uniform(lo, hi)))
 
     def __repr__(self) -> str:
-        return f"TaskDistribution(variant={self.variant!r})"
+        sector = "" if self.goal_sector is None else f", goal_sector={self.goal_sector:g}"
+        return f"TaskDistribution(variant={self.variant!r}{sector})"

@@ -176,3 +176,17 @@ def test_render_one_frame_per_sub_env() -> None:
     assert frames is not None and len(frames) == 2
     assert frames[0].shape == (48, 64, 3) and not np.array_equal(frames[0], frames[1])
     env.close()
+
+
+def test_goal_sector_reaches_single_and_batched_envs() -> None:
+    single = gym.make("metarl/Push-v0", goal_sector=30)
+    batched = envs.make_batched("metarl/Push-v0", 4, goal_sector=30)
+    single.reset(seed=0)
+    batched.reset(seed=0)
+    tasks = [single.unwrapped.task, *batched.tasks]  # type: ignore[attr-defined]
+    for task in tasks:
+        dx, dy = task.goal[0] - task.object_xy[0], task.goal[1] - task.object_xy[1]
+        assert abs(np.degrees(np.arctan2(dy, dx))) <= 30.0
+    with pytest.raises(ValueError, match="goal_sector"):
+        gym.make("metarl/Reach-v0", goal_sector=30)
+    batched.close()

@@ -129,6 +129,10 @@ def test_action_moves_the_hand_and_closes_the_gripper() -> None:
     assert obs[s["gripper_opening"]][0] < 0.005
 
 
+MAX_DENSE_REWARD = {"metarl/Reach-v0": 1.0, "metarl/Push-v0": 2.0, "metarl/PickPlace-v0": 1.0}
+"""The sum of the default term weights of each variant."""
+
+
 @pytest.mark.parametrize("env_id", IDS)
 @pytest.mark.parametrize("reward_type", ["dense", "sparse"])
 def test_reward_terms_sum_to_reward(env_id: str, reward_type: str) -> None:
@@ -145,7 +149,7 @@ def test_reward_terms_sum_to_reward(env_id: str, reward_type: str) -> None:
         if reward_type == "sparse":
             assert set(terms) == {"reward_success"} and reward == info["success"]
         else:
-            assert -1.0 <= reward <= 1.0
+            assert 0.0 <= reward <= MAX_DENSE_REWARD[env_id]
         seen += reward
     if reward_type == "dense":
         assert seen > 0
@@ -164,6 +168,19 @@ def test_reward_weights_are_arguments() -> None:
     _, r2, _, _, i2 = scaled.step(action)
     assert r2 == pytest.approx(2 * r1)
     assert i2["reward_place"] == pytest.approx(2 * i1["reward_place"])
+
+
+def test_push_reach_term_pulls_from_afar() -> None:
+    env = make("metarl/Push-v0")
+    unwrapped(env).set_task(task())
+    obs, _ = env.reset(seed=0)
+    s = unwrapped(env).obs_slices
+    _, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
+    d = float(np.linalg.norm(obs[s["object_rel_pos"]]))
+    assert d > 0.15  # the gripper starts well above the object
+    assert info["reward_reach"] == pytest.approx(1.0 - np.tanh(5.0 * d), abs=0.02)
+    with pytest.raises(ValueError, match=r"reach_scale: got 0.0; allowed: a number > 0"):
+        make("metarl/Push-v0", reach_scale=0.0)
 
 
 def test_reach_reward_reveals_the_goal() -> None:

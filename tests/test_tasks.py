@@ -128,3 +128,34 @@ def test_features_layout() -> None:
     onehot = f[3 : 3 + len(SHAPES)]
     assert onehot.sum() == 1 and onehot[SHAPES.index("t_block")] == 1
     np.testing.assert_allclose(f[-3:], [0.03, 0.3, 0.5], rtol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["push", "pick_place"])
+def test_goal_sector_keeps_goals_ahead_of_the_object(variant: str) -> None:
+    dist = TaskDistribution(variant, goal_sector=45)
+    tasks = dist.sample(300, "test", np.random.default_rng(3))
+    dx = np.array([t.goal[0] - t.object_xy[0] for t in tasks])
+    dy = np.array([t.goal[1] - t.object_xy[1] for t in tasks])
+    angles = np.degrees(np.arctan2(dy, dx))
+    assert np.all(np.abs(angles) <= 45.0)
+    assert np.all(np.hypot(dx, dy) >= 0.08)
+    assert np.ptp(angles) > 60.0  # the sector is covered, not one direction
+    # Without a sector, goals lie in every direction (some behind the object).
+    free = TaskDistribution(variant).sample(300, "test", np.random.default_rng(3))
+    assert any(t.goal[0] < t.object_xy[0] for t in free)
+
+
+def test_goal_sector_leaves_the_default_draws_unchanged() -> None:
+    # The default distribution's draws do not depend on the sector code path.
+    a = TaskDistribution("push").sample(20, "train", np.random.default_rng(5))
+    b = TaskDistribution("push", goal_sector=180).sample(20, "train", np.random.default_rng(5))
+    assert a == b
+
+
+def test_bad_goal_sector() -> None:
+    with pytest.raises(ValueError, match=r"goal_sector: got 0; allowed: None or degrees in"):
+        TaskDistribution("push", goal_sector=0)
+    with pytest.raises(ValueError, match=r"goal_sector: got 'ahead'; allowed"):
+        TaskDistribution("push", goal_sector="ahead")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"goal_sector: got a value for variant 'reach'"):
+        TaskDistribution("reach", goal_sector=45)
