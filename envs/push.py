@@ -70,9 +70,8 @@ class PushEnv(ArmEnv):
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         d_xy = rw.distance(r.object_pos[:, :2], goal[:, :2])
         terms = {
-            "reach": self.reach_weight * rw.closeness(
-                rw.distance(r.ee_pos, r.object_pos), self.reach_scale
-            ),
+            "reach": self.reach_weight
+            * rw.closeness(rw.distance(r.ee_pos, r.object_pos), self.reach_scale),
             "push": self.push_weight * rw.closeness(d_xy),
         }
         return terms, rw.within(d_xy)

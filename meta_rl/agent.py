@@ -4,7 +4,7 @@ Agent API (used by evaluation and by the trainer's own rollouts, so both drive t
 
     agent = MetaAgent.from_checkpoint(Path("runs/<run>"), device="auto")  # best, else last
     agent.env_id, agent.env_kwargs, agent.config      # what it was trained on / with
-    agent.use_context = False                         # zero-shot ablation: policy sees the prior
+    agent.zero_shot()                                 # no-adaptation ablation: prior, no MAML
     agent.begin_trial(num_envs)                       # new tasks: belief back to the prior
     actions = agent.act(obs, deterministic=True)      # (N, obs_dim) -> (N, act_dim), clipped
     agent.observe(obs, actions, rewards, next_obs, dones)   # update the belief (GRU step)
@@ -13,7 +13,8 @@ Agent API (used by evaluation and by the trainer's own rollouts, so both drive t
 
 It implements the ``AdaptiveAgent`` protocol of docs/design.md. The encoder's hidden state is
 carried across episodes of a trial and reset only by :meth:`MetaAgent.begin_trial`. With
-``use_context`` false the encoder is not run and the policy always sees the prior N(0, I).
+``use_context`` false the encoder is not run and the policy always sees the prior N(0, I); with
+``adapt`` false the MAML inner loop never runs (:meth:`MetaAgent.zero_shot` turns both off).
 ``from_checkpoint`` accepts a checkpoint file or a run directory.
 
 MAML (``maml.enabled``): :class:`AgentNetworks` then owns a :class:`~meta_rl.maml.MetaSGD` over the
@@ -193,6 +194,7 @@ class MetaAgent:
         action_high: np.ndarray,
         device: torch.device | str = "cpu",
         use_context: bool | None = None,
+        adapt: bool = True,
         generator: torch.Generator | None = None,
         seed: int = 0,
     ) -> None:
@@ -209,12 +211,12 @@ class MetaAgent:
             self.generator.manual_seed(seed)
         self._hidden: torch.Tensor | None = None
         self._belief: Belief | None = None
-        self.maml: MetaSGD | None = networks.maml
+        self.maml: MetaSGD | None = networks.maml if adapt else None
         self.inner_loss: LossFn | None = (
             make_inner_loss(
                 networks, config, action_low=self.action_low, action_high=self.action_high
             )
-            if networks.maml is not None
+            if self.maml is not None
             else None
         )
         self._model = functional_model(networks.policy)
@@ -410,17 +412,19 @@ class MetaAgent:
 
     # ---------------------------------------------------------------- loading
 
-    def with_context(self, use_context: bool) -> MetaAgent:
-        """A new agent over the same networks (shared, not copied) with its own trial state and a
-        fresh generator, seeded as :meth:`from_checkpoint` seeds it; ``use_context=False`` is
-        the zero-shot ablation."""
+    def zero_shot(self) -> MetaAgent:
+        """The no-adaptation ablation: a new agent over the same networks (shared, not copied),
+        with its own trial state and a fresh generator seeded as :meth:`from_checkpoint` seeds
+        it, whose policy sees the prior in place of the belief and never runs the MAML inner
+        loop, so the meta-parameters act in every episode of a trial."""
         return MetaAgent(
             self.networks,
             self.config,
             action_low=self.action_low,
             action_high=self.action_high,
             device=self.device,
-            use_context=use_context,
+            use_context=False,
+            adapt=False,
         )
 
     @classmethod

@@ -16,7 +16,10 @@ evaluation frequency overridden), and its ``metrics.jsonl`` gives:
 Ablations (MAML integration): :func:`bench_ablations` trains the full agent and its ablations
 (``configs/ablations/<name>.yaml``: ``full``, ``context_only``, ``maml_only``) with the same
 budget and tabulates held-out success and return per episode of a trial
-(:func:`ablation_table`, also written as ``ablations.md``). :func:`bench_meta_update` times, side
+(:func:`ablation_table`, also written as ``ablations.md``); given an evaluation config it then
+evaluates every trained agent and its zero-shot control under one protocol
+(:func:`evaluate_ablations`: the same M held-out tasks, bootstrap intervals, the table in
+``eval/eval.md``). :func:`bench_meta_update` times, side
 by side on the same collected trials, the outer update without the inner loop and with it
 (second and first order), and prints the ratios.
 """
@@ -32,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from meta_rl.evaluation.config import EvalConfig
+from meta_rl.evaluation.report import EvalReport
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.trainer import Trainer, train
@@ -43,6 +48,7 @@ __all__ = [
     "bench_ablations",
     "bench_meta_update",
     "bench_train",
+    "evaluate_ablations",
     "plot_curves",
     "summarize_run",
 ]
@@ -244,12 +250,16 @@ def bench_ablations(
     eval_every: int = 10,
     config_dir: Path = Path("configs"),
     overrides: Sequence[str] = (),
+    eval_cfg: EvalConfig | None = None,
 ) -> dict[str, Any]:
     """Train each ablation with the same budget and overrides; compare on held-out tasks.
 
     Returns ``{"ablations": {name: final evaluation + wall_s + run_dir}, "table": markdown}``
     and writes ``ablations.json`` and ``ablations.md`` under ``out_dir``. Every run uses the
-    same seed, so the held-out tasks are the same for all.
+    same seed, so the held-out tasks are the same for all. With ``eval_cfg`` the trained agents
+    are then evaluated together (:func:`evaluate_ablations`, into ``out_dir/eval``) and the
+    summary gains ``"eval_table"`` (its markdown) and ``"eval"`` (per method: success and return
+    per episode with their intervals).
     """
     unknown = [a for a in ablations if a not in ABLATION_CONFIGS]
     if unknown:
@@ -277,9 +287,64 @@ def bench_ablations(
         "iterations": iterations,
         "overrides": list(overrides),
     }
+    if eval_cfg is not None:
+        report = evaluate_ablations(
+            {name: Path(r["run_dir"]) for name, r in results.items()}, eval_cfg, out_dir / "eval"
+        )
+        summary["eval_table"] = (out_dir / "eval" / "eval.md").read_text()
+        summary["eval"] = {
+            m.name: {metric: [c.to_dict() for c in m.curves[metric]] for metric in m.curves}
+            for m in report.methods
+        }
     (out_dir / "ablations.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "ablations.md").write_text(table + "\n")
     return summary
+
+
+def evaluate_ablations(
+    run_dirs: dict[str, Path], eval_cfg: EvalConfig, out_dir: Path
+) -> EvalReport:
+    """Every trained agent (its best, else last checkpoint) and its zero-shot control, under one
+    protocol: the same held-out tasks, seeds and bootstrap, one table and one plot.
+
+    ``run_dirs`` maps a name to a training run directory; all runs must share the env id and its
+    arguments (else ``ValueError``). The control ``<name> zero-shot`` is the same networks with
+    adaptation off (:meth:`~meta_rl.agent.MetaAgent.zero_shot`), so each row pair isolates what
+    the trial's earlier episodes contribute. Only the first agent is filmed.
+    """
+    from meta_rl.evaluation.runner import (
+        Method,
+        clean_env_kwargs,
+        evaluate_methods,
+        load_meta_agent,
+        resolve_checkpoint,
+        with_training_episode_steps,
+    )
+
+    if not run_dirs:
+        raise ValueError("run_dirs: need at least one trained run to evaluate")
+    methods: list[Method] = []
+    env: tuple[str, dict[str, Any]] | None = None
+    cfg = eval_cfg
+    for i, (name, run_dir) in enumerate(run_dirs.items()):
+        file = resolve_checkpoint(run_dir)
+        agent = load_meta_agent(file, eval_cfg.device)
+        this = (agent.env_id, clean_env_kwargs(agent.env_kwargs))
+        if env is None:
+            env, cfg = this, with_training_episode_steps(eval_cfg, agent)
+        elif this != env:
+            raise ValueError(
+                f"run_dirs: {name!r} was trained on {this[0]!r} with {this[1]}, the first run on "
+                f"{env[0]!r} with {env[1]}; compare runs of the same environment"
+            )
+        kind = "agent" if i == 0 else "ablation"
+        methods.append(Method(name, agent, kind=kind, source=str(file)))
+        if eval_cfg.zero_shot:
+            methods.append(
+                Method(f"{name} zero-shot", agent.zero_shot(), kind="zero_shot", source=str(file))
+            )
+    assert env is not None
+    return evaluate_methods(methods, env_id=env[0], cfg=cfg, out_dir=out_dir, env_kwargs=env[1])
 
 
 def bench_meta_update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 
 from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations
 from meta_rl.checkpoint import load_checkpoint
+from meta_rl.config import load_config
+from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
 
 torch.set_num_threads(1)
@@ -48,6 +51,11 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
         eval_every=10,
         config_dir=ROOT / "configs",
         overrides=SHORT,
+        eval_cfg=load_config(
+            EvalConfig,
+            ROOT / "configs" / "eval" / "ablations.yaml",
+            ["num_tasks=6", "num_bootstrap=200", "progress_bar=false"],
+        ),
     )
     results = summary["ablations"]
     assert list(results) == ["full", "context_only", "maml_only"]
@@ -74,3 +82,16 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
     gain = [r["return"][-1] - r["first_eval_return"][-1] for r in results.values()]
     assert sum(gain) / len(gain) > 0.0, summary["table"]
     assert (tmp_path / "ablations.md").read_text().startswith("| agent |")
+    # One evaluation of every agent and its zero-shot control on the same held-out tasks.
+    names = ["full", "context_only", "maml_only"]
+    assert list(summary["eval"]) == [n for name in names for n in (name, f"{name} zero-shot")]
+    for name, curves in summary["eval"].items():
+        assert len(curves["success"]) == 3, name
+        for c in curves["success"]:
+            assert 0.0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1.0, name
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["protocol"]["deterministic"] is False and len(report["tasks"]) == 6
+    assert report["protocol"]["env_kwargs"] == {"goal_sector": 45}
+    assert "full zero-shot" in summary["eval_table"]
+    assert (tmp_path / "eval" / "adaptation_curve.png").stat().st_size > 0
+    assert len(list((tmp_path / "eval" / "videos").glob("*.mp4"))) == 1

@@ -89,6 +89,21 @@ def test_end_episode_adapts_and_begin_trial_resets_to_the_meta_parameters(
         assert torch.equal(value[2], meta[name])
 
 
+def test_zero_shot_never_adapts_nor_reads_the_context(tmp_path: Path) -> None:
+    agent = _agent(_cfg(tmp_path))
+    frozen = agent.zero_shot()
+    assert frozen.networks is agent.networks and not frozen.use_context and frozen.maml is None
+    venv = make_task_vector_env(test_vector.TOY_ID, 3)
+    tasks = venv.task_distribution.sample(3, "train", np.random.default_rng(0))
+    batch = collect_trials(venv, frozen, tasks, episodes=3, episode_steps=6, seed=0)
+    meta = dict(agent.networks.policy.named_parameters())
+    for name, p in frozen.adapted_params().items():  # still the meta-parameters
+        torch.testing.assert_close(p, meta[name].expand_as(p), rtol=0, atol=0)
+    assert frozen.inner_batches == {}
+    prior = batch.beliefs[:1].expand_as(batch.beliefs)
+    torch.testing.assert_close(batch.beliefs, prior, rtol=0, atol=0)  # the prior at every step
+
+
 def test_no_adapted_parameters_leak_from_one_trial_to_the_next(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     venv = make_task_vector_env(test_vector.TOY_ID, 2)

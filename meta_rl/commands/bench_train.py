@@ -32,17 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(on the 'full' config with the overrides) and print the ratio.",
     )
     parser.add_argument(
+        "--eval-config",
+        default=None,
+        metavar="YAML",
+        help="With --ablations: then evaluate every trained agent and its zero-shot control "
+        "under this evaluation protocol (configs/eval/ablations.yaml) into <out>/eval.",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="Overrides for every variant (e.g. env.tasks_per_batch=8)."
     )
 
 
 def _run_ablations(args: argparse.Namespace) -> int:
     from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, bench_meta_update
-    from meta_rl.config import ConfigError
+    from meta_rl.config import ConfigError, load_config
+    from meta_rl.evaluation.config import EvalConfig
     from meta_rl.experiment import load_experiment
 
     out = Path(args.out)
     try:
+        eval_cfg = load_config(EvalConfig, args.eval_config) if args.eval_config else None
         if args.meta_update_cost:
             cfg = load_experiment(
                 Path(args.config_dir) / ABLATION_CONFIGS["full"],
@@ -63,11 +72,14 @@ def _run_ablations(args: argparse.Namespace) -> int:
             eval_every=args.eval_every,
             config_dir=Path(args.config_dir),
             overrides=args.overrides,
+            eval_cfg=eval_cfg,
         )
-    except (ConfigError, ValueError) as e:
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"metarl bench-train: error: {e}", file=sys.stderr)
         return 2
     print(summary["table"])
+    if "eval_table" in summary:
+        print(summary["eval_table"])
     print(f"wrote {out / 'ablations.json'} and ablations.md")
     return 0
 
@@ -78,9 +90,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ablations is not None:
         return _run_ablations(args)
-    if args.meta_update_cost:
-        print("metarl bench-train: error: --meta-update-cost needs --ablations", file=sys.stderr)
-        return 2
+    for flag, value in (
+        ("--meta-update-cost", args.meta_update_cost),
+        ("--eval-config", args.eval_config),
+    ):
+        if value:
+            print(f"metarl bench-train: error: {flag} needs --ablations", file=sys.stderr)
+            return 2
 
     try:
         summary = bench_train(

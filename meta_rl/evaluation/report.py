@@ -39,7 +39,7 @@ class MethodResult:
     """One evaluated method: its trials and a per-episode :class:`Summary` for each metric."""
 
     name: str
-    kind: str  # agent | zero_shot | multitask | oracle | scratch | other
+    kind: str  # agent | ablation | zero_shot | multitask | oracle | scratch | other
     source: str | None
     results: TrialResults
     curves: dict[str, list[Summary]]

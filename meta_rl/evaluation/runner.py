@@ -38,12 +38,14 @@ from meta_rl.evaluation.wandb_log import log_evaluation
 __all__ = [
     "DEFAULT_WANDB_PROJECT",
     "Method",
+    "clean_env_kwargs",
     "evaluate_checkpoint",
     "evaluate_methods",
     "load_meta_agent",
     "render_checkpoint_video",
     "resolve_checkpoint",
     "run_dir_of",
+    "with_training_episode_steps",
 ]
 
 DEFAULT_WANDB_PROJECT = "metarl-arms"
@@ -64,7 +66,8 @@ class Method:
     source: str | None = None
 
 
-def _clean_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def clean_env_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A training run's env arguments without those that evaluation sets itself."""
     return {k: v for k, v in kwargs.items() if k not in _EVAL_OWNED_KWARGS}
 
 
@@ -118,7 +121,7 @@ def _evaluate_methods(
     if len(set(names)) != len(names):
         raise ValueError(f"methods: names must be unique, got {names}")
     out = Path(out_dir).resolve()
-    base_kwargs = _clean_kwargs(env_kwargs or {})
+    base_kwargs = clean_env_kwargs(env_kwargs or {})
     tasks = sample_tasks(
         env_id, cfg.num_tasks, cfg.split, np.random.default_rng(cfg.task_seed), base_kwargs
     )
@@ -127,7 +130,7 @@ def _evaluate_methods(
 
     summaries = []
     for method in methods:
-        kwargs = {**base_kwargs, **_clean_kwargs(method.env_kwargs), "split": cfg.split}
+        kwargs = {**base_kwargs, **clean_env_kwargs(method.env_kwargs), "split": cfg.split}
         env = make_eval_env(env_id, num_trials, seed=cfg.env_seed, env_kwargs=kwargs)
         try:
             set_env_tasks(env, trial_tasks)
@@ -203,7 +206,7 @@ def _evaluate_methods(
     video_info: list[dict[str, Any]] = []
     filmed = methods[0]
     num_videos = min(cfg.num_videos, len(tasks))
-    video_kwargs = {**base_kwargs, **_clean_kwargs(filmed.env_kwargs), "split": cfg.split}
+    video_kwargs = {**base_kwargs, **clean_env_kwargs(filmed.env_kwargs), "split": cfg.split}
     for i in tqdm(range(num_videos), desc="videos", unit="task", disable=not cfg.progress_bar):
         obj = describe_task(tasks[i])
         path, success = render_adaptation_video(
@@ -306,7 +309,7 @@ def load_meta_agent(checkpoint_file: Path, device: str, *, use_context: bool = T
     return agent
 
 
-def _with_training_episode_steps(cfg: EvalConfig, agent: Any) -> EvalConfig:
+def with_training_episode_steps(cfg: EvalConfig, agent: Any) -> EvalConfig:
     """``cfg`` with the episode length the agent was trained with, unless one is set."""
     if cfg.episode_steps is not None:
         return cfg
@@ -339,15 +342,15 @@ def evaluate_checkpoint(
     ensure_registered(env_id)
     if env_id not in gym.registry:
         raise ValueError(f"checkpoint {str(file)!r}: its env {env_id!r} is not registered")
-    env_kwargs = _clean_kwargs(agent.env_kwargs)
-    cfg = _with_training_episode_steps(cfg, agent)
+    env_kwargs = clean_env_kwargs(agent.env_kwargs)
+    cfg = with_training_episode_steps(cfg, agent)
     run_dir = run_dir_of(file)
     methods = [Method("meta-agent", agent, kind="agent", source=str(file))]
     if cfg.zero_shot:
         methods.append(
             Method(
                 "zero-shot",
-                agent.with_context(False),
+                agent.zero_shot(),
                 kind="zero_shot",
                 source=str(file),
             )
@@ -439,8 +442,8 @@ def render_checkpoint_video(
         raise ValueError(
             f"env_id: checkpoint {str(file)!r} was trained on {env_id!r}, not {cfg.env_id!r}"
         )
-    env_kwargs = _clean_kwargs(agent.env_kwargs)
-    cfg = _with_training_episode_steps(cfg, agent)
+    env_kwargs = clean_env_kwargs(agent.env_kwargs)
+    cfg = with_training_episode_steps(cfg, agent)
     num_tasks = max(cfg.num_tasks, task_index + 1)
     tasks = sample_tasks(
         env_id, num_tasks, cfg.split, np.random.default_rng(cfg.task_seed), env_kwargs
