@@ -3,6 +3,11 @@
 Each verb lives in ``meta_rl/commands/<verb>.py`` and offers ``add_arguments(parser)`` and
 ``run(args) -> int``. The verb modules are imported only when their verb is used, so
 ``metarl --help`` answers at once without importing torch or MuJoCo.
+
+Errors: a verb raises; :func:`main` turns a ``ValueError`` (bad config, checkpoint or argument:
+``ConfigError``, ``CheckpointError`` and :class:`UsageError` are ones) or a
+``FileNotFoundError`` into ``metarl <verb>: error: <message>`` on stderr and exit code 2, with
+no traceback. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["VERBS", "build_parser", "main"]
+__all__ = ["VERBS", "UsageError", "build_parser", "main"]
+
+
+class UsageError(ValueError):
+    """A verb's arguments do not go together (the message says what to pass instead)."""
+
 
 #: verb -> (module under meta_rl.commands, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -55,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(args_list)
-    result: int = _load(args.verb).run(args)
+    try:
+        result: int = _load(args.verb).run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"metarl {args.verb}: error: {e}", file=sys.stderr)
+        return 2
     return result
 
 

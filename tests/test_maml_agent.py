@@ -259,18 +259,20 @@ def test_bench_meta_update_times_the_three_updates_on_the_same_data(tmp_path: Pa
         bench_meta_update(_cfg(tmp_path, "maml.enabled=false"), tmp_path / "b2")
 
 
-def test_bench_train_cli_refuses_meta_update_cost_without_ablations() -> None:
-    import argparse
+def test_bench_train_cli_refuses_meta_update_cost_without_ablations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from meta_rl.cli import main
 
-    from meta_rl.commands import bench_train
-
-    parser = argparse.ArgumentParser()
-    bench_train.add_arguments(parser)
-    args = parser.parse_args(["--meta-update-cost"])
-    assert bench_train.run(args) == 2
-    args = parser.parse_args(["env.tasks_per_batch=2", "--ablations", "full", "nope"])
-    assert args.ablations == ["full", "nope"] and args.overrides == ["env.tasks_per_batch=2"]
-    assert bench_train.run(args) == 2  # an unknown ablation is refused before any training
+    assert main(["bench-train", "--meta-update-cost"]) == 2
+    assert (
+        "metarl bench-train: error: --meta-update-cost needs --ablations" in capsys.readouterr().err
+    )
+    assert main(["bench-train", "--eval-config", "configs/eval/ablations.yaml"]) == 2
+    assert "--eval-config needs --ablations" in capsys.readouterr().err
+    # An unknown ablation is refused before any training.
+    assert main(["bench-train", "env.tasks_per_batch=2", "--ablations", "full", "nope"]) == 2
+    assert "ablations: got 'nope'; allowed: full" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from meta_rl.cli import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,19 +34,13 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(config_help(BaselineConfig)))
         return 0
     if not args.config:
-        print("metarl baselines: error: --config is required", file=sys.stderr)
-        return 2
+        raise UsageError("--config is required")
     if args.run_dir is not None and len(args.config) > 1:
-        print("metarl baselines: error: --run-dir needs a single --config", file=sys.stderr)
-        return 2
+        raise UsageError("--run-dir needs a single --config")
     from meta_rl.baselines.train import train_baseline
 
-    try:
-        configs = [load_config(BaselineConfig, p, list(args.overrides)) for p in args.config]
-        for cfg in configs:
-            run_dir = train_baseline(cfg, run_dir=args.run_dir)
-            print(f"{cfg.kind} baseline: {run_dir}")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"metarl baselines: error: {e}", file=sys.stderr)
-        return 2
+    configs = [load_config(BaselineConfig, p, list(args.overrides)) for p in args.config]
+    for cfg in configs:
+        run_dir = train_baseline(cfg, run_dir=args.run_dir)
+        print(f"{cfg.kind} baseline: {run_dir}")
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from meta_rl.cli import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,38 +46,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_ablations(args: argparse.Namespace) -> int:
     from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, bench_meta_update
-    from meta_rl.config import ConfigError, load_config
+    from meta_rl.config import load_config
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.experiment import load_experiment
 
     out = Path(args.out)
-    try:
-        eval_cfg = load_config(EvalConfig, args.eval_config) if args.eval_config else None
-        if args.meta_update_cost:
-            cfg = load_experiment(
-                Path(args.config_dir) / ABLATION_CONFIGS["full"],
-                ["logging.wandb_mode=disabled", *args.overrides],
-            )
-            cost = bench_meta_update(cfg, out / "meta_update")
-            print(
-                f"outer update on {cost['samples']:.0f} samples: plain {cost['plain_s'] * 1e3:.0f} "
-                f"ms, with the inner loop {cost['maml_s'] * 1e3:.0f} ms "
-                f"(x{cost['ratio_maml_to_plain']:.2f}), first order "
-                f"{cost['maml_first_order_s'] * 1e3:.0f} ms "
-                f"(x{cost['ratio_first_order_to_plain']:.2f})"
-            )
-        summary = bench_ablations(
-            out,
-            ablations=args.ablations,
-            iterations=args.iterations,
-            eval_every=args.eval_every,
-            config_dir=Path(args.config_dir),
-            overrides=args.overrides,
-            eval_cfg=eval_cfg,
+    eval_cfg = load_config(EvalConfig, args.eval_config) if args.eval_config else None
+    if args.meta_update_cost:
+        cfg = load_experiment(
+            Path(args.config_dir) / ABLATION_CONFIGS["full"],
+            ["logging.wandb_mode=disabled", *args.overrides],
         )
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"metarl bench-train: error: {e}", file=sys.stderr)
-        return 2
+        cost = bench_meta_update(cfg, out / "meta_update")
+        print(
+            f"outer update on {cost['samples']:.0f} samples: plain {cost['plain_s'] * 1e3:.0f} "
+            f"ms, with the inner loop {cost['maml_s'] * 1e3:.0f} ms "
+            f"(x{cost['ratio_maml_to_plain']:.2f}), first order "
+            f"{cost['maml_first_order_s'] * 1e3:.0f} ms "
+            f"(x{cost['ratio_first_order_to_plain']:.2f})"
+        )
+    summary = bench_ablations(
+        out,
+        ablations=args.ablations,
+        iterations=args.iterations,
+        eval_every=args.eval_every,
+        config_dir=Path(args.config_dir),
+        overrides=args.overrides,
+        eval_cfg=eval_cfg,
+    )
     print(summary["table"])
     if "eval_table" in summary:
         print(summary["eval_table"])
@@ -86,7 +83,6 @@ def _run_ablations(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from meta_rl.benchmark import bench_train
-    from meta_rl.config import ConfigError
 
     if args.ablations is not None:
         return _run_ablations(args)
@@ -95,21 +91,15 @@ def run(args: argparse.Namespace) -> int:
         ("--eval-config", args.eval_config),
     ):
         if value:
-            print(f"metarl bench-train: error: {flag} needs --ablations", file=sys.stderr)
-            return 2
-
-    try:
-        summary = bench_train(
-            Path(args.out),
-            variants=args.variants,
-            iterations=args.iterations,
-            eval_every=args.eval_every,
-            config_dir=Path(args.config_dir),
-            overrides=args.overrides,
-        )
-    except (ConfigError, ValueError) as e:
-        print(f"metarl bench-train: error: {e}", file=sys.stderr)
-        return 2
+            raise UsageError(f"{flag} needs --ablations")
+    summary = bench_train(
+        Path(args.out),
+        variants=args.variants,
+        iterations=args.iterations,
+        eval_every=args.eval_every,
+        config_dir=Path(args.config_dir),
+        overrides=args.overrides,
+    )
     for name, res in summary["variants"].items():
         last = res["curve"][-1] if res["curve"] else {}
         print(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from meta_rl.cli import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,18 +40,13 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(config_help(EvalConfig)))
         return 0
     if not args.checkpoint:
-        print("metarl evaluate: error: --checkpoint is required", file=sys.stderr)
-        return 2
+        raise UsageError("--checkpoint is required")
     from meta_rl.evaluation.runner import evaluate_checkpoint
 
-    try:
-        cfg = load_config(EvalConfig, args.config, list(args.overrides))
-        if args.baseline:
-            cfg = cfg.replace(baselines=(*cfg.baselines, *args.baseline))
-        report = evaluate_checkpoint(args.checkpoint, cfg, out_dir=args.out)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"metarl evaluate: error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(EvalConfig, args.config, list(args.overrides))
+    if args.baseline:
+        cfg = cfg.replace(baselines=(*cfg.baselines, *args.baseline))
+    report = evaluate_checkpoint(args.checkpoint, cfg, out_dir=args.out)
     out = report.files.get("out_dir", "")
     for m in report.methods:
         curve = " ".join(f"{s.mean:.2f}" for s in m.curves["success"])

@@ -8,7 +8,6 @@ Overrides prefixed with ``eval.`` go to the evaluation config, all others to the
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 DEFAULT_EVAL_CONFIG = Path("configs/eval/default.yaml")
@@ -38,8 +37,7 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meta_rl.checkpoint import CheckpointError
-    from meta_rl.config import ConfigError, load_config
+    from meta_rl.config import load_config
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
     from meta_rl.experiment import load_experiment
@@ -49,15 +47,11 @@ def run(args: argparse.Namespace) -> int:
     eval_path = args.eval_config
     if eval_path is None and DEFAULT_EVAL_CONFIG.is_file():
         eval_path = str(DEFAULT_EVAL_CONFIG)
-    try:
-        # Both configs are checked before the (long) training starts.
-        cfg = load_experiment(args.config, exp_overrides)
-        eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
-        run_dir = train(cfg)
-        report = evaluate_checkpoint(run_dir, eval_cfg)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"metarl run: error: {e}", file=sys.stderr)
-        return 2
+    # Both configs are checked before the (long) training starts.
+    cfg = load_experiment(args.config, exp_overrides)
+    eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
+    run_dir = train(cfg)
+    report = evaluate_checkpoint(run_dir, eval_cfg)
     for m in report.methods:
         curve = " ".join(f"{s.mean:.2f}" for s in m.curves["success"])
         print(f"{m.name:>16}: success per episode k = {curve}")

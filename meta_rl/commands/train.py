@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from meta_rl.cli import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,32 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meta_rl.config import ConfigError, config_help
+    from meta_rl.config import config_help
     from meta_rl.experiment import ExperimentConfig, load_experiment
 
     if args.help_config:
         print("\n".join(config_help(ExperimentConfig)))
         return 0
-    from meta_rl.checkpoint import CheckpointError
     from meta_rl.trainer import train
 
-    try:
-        if args.resume is not None:
-            run_dir = Path(args.resume)
-            if args.config is not None:
-                print(
-                    "metarl train: error: --resume uses the run's config.yaml; drop --config",
-                    file=sys.stderr,
-                )
-                return 2
-            config_path = (run_dir.parent.parent if run_dir.is_file() else run_dir) / "config.yaml"
-            cfg = load_experiment(config_path, args.overrides)
-            out = train(cfg, resume=run_dir)
-        else:
-            cfg = load_experiment(args.config, args.overrides)
-            out = train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"metarl train: error: {e}", file=sys.stderr)
-        return 2
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if args.config is not None:
+            raise UsageError("--resume uses the run's config.yaml; drop --config")
+        config_path = (run_dir.parent.parent if run_dir.is_file() else run_dir) / "config.yaml"
+        cfg = load_experiment(config_path, args.overrides)
+        out = train(cfg, resume=run_dir)
+    else:
+        cfg = load_experiment(args.config, args.overrides)
+        out = train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None)
     print(f"run dir: {out}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,21 +39,17 @@ def run(args: argparse.Namespace) -> int:
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import render_checkpoint_video
 
-    try:
-        overrides = list(args.overrides)
-        if args.split is not None:
-            overrides.append(f"split={args.split}")
-        cfg = load_config(EvalConfig, args.config, overrides)
-        path, success = render_checkpoint_video(
-            args.checkpoint,
-            cfg,
-            task_index=args.task_index,
-            episode=args.episode,
-            out=args.out,
-            zero_shot=args.zero_shot,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"metarl video: error: {e}", file=sys.stderr)
-        return 2
+    overrides = list(args.overrides)
+    if args.split is not None:
+        overrides.append(f"split={args.split}")
+    cfg = load_config(EvalConfig, args.config, overrides)
+    path, success = render_checkpoint_video(
+        args.checkpoint,
+        cfg,
+        task_index=args.task_index,
+        episode=args.episode,
+        out=args.out,
+        zero_shot=args.zero_shot,
+    )
     print(f"wrote {path} (success: {'yes' if success else 'no'})")
     return 0
