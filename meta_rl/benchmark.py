@@ -304,20 +304,21 @@ def bench_ablations(
 def evaluate_ablations(
     run_dirs: dict[str, Path], eval_cfg: EvalConfig, out_dir: Path
 ) -> EvalReport:
-    """Every trained agent (its best, else last checkpoint) and its zero-shot control, under one
-    protocol: the same held-out tasks, seeds and bootstrap, one table and one plot.
+    """Every trained agent (its last checkpoint: ``best.pt`` was chosen on held-out tasks, so it
+    would flatter the agents) and its zero-shot control, under one protocol: the same held-out
+    tasks, seeds and bootstrap, one table and one plot.
 
     ``run_dirs`` maps a name to a training run directory; all runs must share the env id and its
     arguments (else ``ValueError``). The control ``<name> zero-shot`` is the same networks with
     adaptation off (:meth:`~meta_rl.agent.MetaAgent.zero_shot`), so each row pair isolates what
     the trial's earlier episodes contribute. Only the first agent is filmed.
     """
+    from meta_rl.checkpoint import find_checkpoint
     from meta_rl.evaluation.runner import (
         Method,
         clean_env_kwargs,
         evaluate_methods,
         load_meta_agent,
-        resolve_checkpoint,
         with_training_episode_steps,
     )
 
@@ -327,7 +328,7 @@ def evaluate_ablations(
     env: tuple[str, dict[str, Any]] | None = None
     cfg = eval_cfg
     for i, (name, run_dir) in enumerate(run_dirs.items()):
-        file = resolve_checkpoint(run_dir)
+        file = find_checkpoint(Path(run_dir), prefer_best=False)
         agent = load_meta_agent(file, eval_cfg.device)
         this = (agent.env_id, clean_env_kwargs(agent.env_kwargs))
         if env is None:
