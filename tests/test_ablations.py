@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations
+from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, evaluate_ablations
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import load_config
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
+from meta_rl.trainer import train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,36 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
     assert "full zero-shot" in summary["eval_table"]
     assert (tmp_path / "eval" / "adaptation_curve.png").stat().st_size > 0
     assert len(list((tmp_path / "eval" / "videos").glob("*.mp4"))) == 1
+
+
+def _tiny_run(tmp_path: Path, name: str, *overrides: str) -> Path:
+    cfg = load_experiment(
+        None,
+        [
+            "env.tasks_per_batch=2",
+            "env.eval_tasks=2",
+            "env.episodes_per_trial=2",
+            "env.episode_steps=5",
+            "train.iterations=1",
+            "train.device=cpu",
+            "policy.hidden=[8]",
+            "logging.wandb_mode=disabled",
+            "logging.progress_bar=false",
+            f"runs_dir={tmp_path}",
+            f"experiment={name}",
+            *overrides,
+        ],
+    )
+    return train(cfg)
+
+
+def test_evaluate_ablations_refuses_runs_of_different_envs(tmp_path: Path) -> None:
+    a = _tiny_run(tmp_path, "a", "env.id=metarl/Push-v0", "env.kwargs={goal_sector: 45}")
+    b = _tiny_run(tmp_path, "b", "env.id=metarl/Push-v0")
+    cfg = EvalConfig(num_tasks=2, num_seeds=1, num_episodes=2, num_videos=0, wandb_mode="disabled")
+    with pytest.raises(
+        ValueError, match=r"run_dirs: 'b' was trained on 'metarl/Push-v0' with \{\}"
+    ):
+        evaluate_ablations({"a": a, "b": b}, cfg, tmp_path / "eval")
+    with pytest.raises(ValueError, match="run_dirs: need at least one trained run"):
+        evaluate_ablations({}, cfg, tmp_path / "eval")
