@@ -8,6 +8,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from test_evaluation import StillAgent
 
 from meta_rl.evaluation.toy import ToyTask, register_toy_env
 from meta_rl.evaluation.video import (
@@ -152,25 +153,12 @@ def test_episode_video_of_a_mujoco_arm_is_not_blank(tmp_path: Path) -> None:
 
     task = TaskDistribution("reach").sample(1, "test", np.random.default_rng(0))[0]
 
-    class Random:
+    class Random(StillAgent):
         def begin_trial(self, num_envs: int) -> None:
             self.rng = np.random.default_rng(0)
 
         def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
             return self.rng.uniform(-1, 1, size=(obs.shape[0], 4)).astype(np.float32)
-
-        def observe(
-            self,
-            obs: np.ndarray,
-            action: np.ndarray,
-            reward: np.ndarray,
-            next_obs: np.ndarray,
-            done: np.ndarray,
-        ) -> None:
-            pass
-
-        def end_episode(self) -> None:
-            pass
 
     path, _ = render_episode_video(
         Random(),
