@@ -31,7 +31,8 @@ class PushEnv(ArmEnv):
     in [0, reach_weight + push_weight] = [0, 2] by default. The reach term is as heavy as the
     push term and reaches far (``reach_scale`` 5/m: 0.28 at the start, 18 cm above the object,
     against 0.05 with 10/m): without it a random policy touches the object in about 5% of
-    episodes and PPO never finds the push term (measured in ``docs/envs.md``). Sparse: ``reward_success = success``.
+    episodes and PPO never finds the push term (measured in ``docs/envs.md``).
+    Sparse: ``reward_success = success``.
     ``info["success"] = 1.0`` when the object's centre is within 0.05 m of the goal in the
     horizontal plane.
 
