@@ -170,6 +170,13 @@ def _short_run_config(
     )
 
 
+def _timed_train(cfg: ExperimentConfig) -> tuple[Path, float]:
+    """Train ``cfg``: its run directory and the wall-clock seconds it took."""
+    start = time.perf_counter()
+    run_dir = train(cfg)
+    return run_dir, time.perf_counter() - start
+
+
 def bench_train(
     out_dir: Path,
     *,
@@ -195,9 +202,7 @@ def bench_train(
             out_dir,
             overrides,
         )
-        start = time.perf_counter()
-        run_dir = train(cfg)
-        results[name] = summarize_run(run_dir, time.perf_counter() - start)
+        results[name] = summarize_run(*_timed_train(cfg))
     summary = {"variants": results, "iterations": iterations, "overrides": list(overrides)}
     (out_dir / "bench_train.json").write_text(json.dumps(summary, indent=2))
     plot_curves(results, out_dir / "bench_train.png")
@@ -276,9 +281,7 @@ def bench_ablations(
             out_dir,
             ["logging.progress_bar=false", *overrides],
         )
-        start = time.perf_counter()
-        run_dir = train(cfg)
-        wall = time.perf_counter() - start
+        run_dir, wall = _timed_train(cfg)
         results[name] = {**_final_eval(run_dir), "wall_s": wall, "run_dir": str(run_dir)}
     table = ablation_table(results)
     summary = {

@@ -97,6 +97,17 @@ class _Counters:
     skipped_updates: int = 0
 
 
+_PPO_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+"""The PPO terms logged per minibatch update (``losses/<term>``, averaged per iteration)."""
+
+
+def _summarize_losses(stats: dict[str, list[float]]) -> dict[str, float]:
+    """The mean of every logged value, and ``losses/updates``: the updates applied."""
+    out = {k: float(np.mean(v)) for k, v in stats.items()}
+    out["losses/updates"] = float(len(stats.get("losses/policy_loss", [])))
+    return out
+
+
 class Trainer:
     """Owns the networks, optimisers, generators, envs and logger of one run."""
 
@@ -312,20 +323,26 @@ class Trainer:
                         returns=ret.flatten(0, 1)[idx],
                         mask=batch.mask.flatten(0, 1)[idx],
                     )
-                terms = ppo_loss(nets.policy, None, mb, cfg.ppo)
-                applied = apply_update(
-                    self.ppo_opt, terms.total, self.ppo_params, cfg.ppo.max_grad_norm
-                )
-                self._update_ok(applied)
-                if self.stopped:
+                if not self._ppo_step(ppo_loss(nets.policy, None, mb, cfg.ppo), stats):
                     break
-                for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
-                    stats.setdefault(key, []).append(float(getattr(terms, key).detach()))
             if self.stopped:
                 break
-        out = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
-        out["losses/updates"] = float(sum(1 for _ in stats.get("policy_loss", [])))
-        return out
+        return _summarize_losses(stats)
+
+    def _ppo_step(self, terms: PPOTerms, stats: dict[str, list[float]]) -> bool:
+        """One optimizer step on ``terms.total``; its terms go into ``stats`` as ``losses/<term>``.
+
+        False when the run must stop (too many non-finite updates in a row).
+        """
+        applied = apply_update(
+            self.ppo_opt, terms.total, self.ppo_params, self.cfg.ppo.max_grad_norm
+        )
+        self._update_ok(applied)
+        if self.stopped:
+            return False
+        for key in _PPO_TERMS:
+            stats.setdefault(f"losses/{key}", []).append(float(getattr(terms, key).detach()))
+        return True
 
     def maml_update(self, batch: TrialBatch) -> dict[str, float]:
         """The MAML outer loop: PPO on every episode of the trials, through the inner steps.
@@ -351,21 +368,11 @@ class Trainer:
         for _ in range(cfg.ppo.epochs):
             perm = torch.randperm(n, generator=self.learn_gen).to(self.device)
             for idx in perm.chunk(min(cfg.ppo.minibatches, n)):
-                terms = self.maml_loss(batch, adv, ret, idx, trials)
-                applied = apply_update(
-                    self.ppo_opt, terms.total, self.ppo_params, cfg.ppo.max_grad_norm
-                )
-                self._update_ok(applied)
-                if self.stopped:
+                if not self._ppo_step(self.maml_loss(batch, adv, ret, idx, trials), stats):
                     break
-                for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
-                    stats.setdefault(f"losses/{key}", []).append(
-                        float(getattr(terms, key).detach())
-                    )
             if self.stopped:
                 break
-        out_stats = {k: float(np.mean(v)) for k, v in stats.items()}
-        out_stats["losses/updates"] = float(len(stats.get("losses/policy_loss", [])))
+        out_stats = _summarize_losses(stats)
         for name, size in maml.step_sizes().items():
             value = size.detach().mean() if isinstance(size, torch.Tensor) else size
             out_stats[f"maml/step_size/{name}"] = float(value)
