@@ -27,8 +27,10 @@ by side on the same collected trials, the outer update without the inner loop an
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,7 @@ def bench_ablations(
     config_dir: Path = Path("configs"),
     overrides: Sequence[str] = (),
     eval_cfg: EvalConfig | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train each ablation with the same budget and overrides; compare on held-out tasks.
 
@@ -265,15 +268,20 @@ def bench_ablations(
     are then evaluated together (:func:`evaluate_ablations`, into ``out_dir/eval``) and the
     summary gains ``"eval_table"`` (its markdown) and ``"eval"`` (per method: success and return
     per episode with their intervals).
+
+    ``jobs`` > 1 trains that many agents at once, each in its own process (spawned, so the
+    trainings share nothing); every run's result is the same as when trained alone, only its
+    ``wall_s`` then includes the contention for the cores.
     """
     unknown = [a for a in ablations if a not in ABLATION_CONFIGS]
     if unknown:
         raise ValueError(f"ablations: got {unknown[0]!r}; allowed: {', '.join(ABLATION_CONFIGS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: got {jobs!r}; allowed: an integer >= 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, Any]] = {}
-    for name in ablations:
-        cfg = _short_run_config(
+    configs = {
+        name: _short_run_config(
             Path(config_dir) / ABLATION_CONFIGS[name],
             f"ablation-{name}",
             iterations,
@@ -281,7 +289,16 @@ def bench_ablations(
             out_dir,
             ["logging.progress_bar=false", *overrides],
         )
-        run_dir, wall = _timed_train(cfg)
+        for name in ablations
+    }
+    if jobs == 1:
+        trained = [_timed_train(cfg) for cfg in configs.values()]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            trained = list(pool.map(_timed_train, configs.values()))
+    results: dict[str, dict[str, Any]] = {}
+    for name, (run_dir, wall) in zip(configs, trained, strict=True):
         results[name] = {**_final_eval(run_dir), "wall_s": wall, "run_dir": str(run_dir)}
     table = ablation_table(results)
     summary = {
@@ -289,6 +306,7 @@ def bench_ablations(
         "table": table,
         "iterations": iterations,
         "overrides": list(overrides),
+        "jobs": jobs,
     }
     if eval_cfg is not None:
         report = evaluate_ablations(

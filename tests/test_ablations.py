@@ -57,6 +57,7 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
             ROOT / "configs" / "eval" / "ablations.yaml",
             ["num_tasks=6", "num_bootstrap=200", "progress_bar=false"],
         ),
+        jobs=2,  # two agents train at once, each in its own process
     )
     results = summary["ablations"]
     assert list(results) == ["full", "context_only", "maml_only"]
@@ -92,6 +93,7 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["protocol"]["deterministic"] is False and len(report["tasks"]) == 6
     assert report["protocol"]["env_kwargs"] == {"goal_sector": 45}
+    assert summary["jobs"] == 2
     assert "full zero-shot" in summary["eval_table"]
     assert (tmp_path / "eval" / "adaptation_curve.png").stat().st_size > 0
     assert len(list((tmp_path / "eval" / "videos").glob("*.mp4"))) == 1
@@ -128,3 +130,8 @@ def test_evaluate_ablations_refuses_runs_of_different_envs(tmp_path: Path) -> No
         evaluate_ablations({"a": a, "b": b}, cfg, tmp_path / "eval")
     with pytest.raises(ValueError, match="run_dirs: need at least one trained run"):
         evaluate_ablations({}, cfg, tmp_path / "eval")
+
+
+def test_bench_ablations_refuses_bad_jobs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"jobs: got 0; allowed: an integer >= 1"):
+        bench_ablations(tmp_path, jobs=0)

@@ -129,7 +129,7 @@ def test_action_moves_the_hand_and_closes_the_gripper() -> None:
     assert obs[s["gripper_opening"]][0] < 0.005
 
 
-MAX_DENSE_REWARD = {"metarl/Reach-v0": 1.0, "metarl/Push-v0": 2.0, "metarl/PickPlace-v0": 1.0}
+MAX_DENSE_REWARD = {"metarl/Reach-v0": 1.0, "metarl/Push-v0": 7.0, "metarl/PickPlace-v0": 1.0}
 """The sum of the default term weights of each variant."""
 
 
@@ -181,6 +181,24 @@ def test_push_reach_term_pulls_from_afar() -> None:
     assert info["reward_reach"] == pytest.approx(1.0 - np.tanh(5.0 * d), abs=0.02)
     with pytest.raises(ValueError, match=r"reach_scale: got 0.0; allowed: a number > 0"):
         make("metarl/Push-v0", reach_scale=0.0)
+
+
+def test_push_success_term_outweighs_hovering() -> None:
+    """Pushing the object to the goal pays more per step than the most the reach and push
+    terms pay together away from it, so hovering at the object cannot beat finishing."""
+    from envs.oracles import make_oracle
+
+    env = make("metarl/Push-v0", reveal_task=True)
+    unwrapped(env).set_task(task())
+    obs, _ = env.reset(seed=0)
+    oracle = make_oracle("metarl/Push-v0", unwrapped(env).obs_slices)
+    at_goal = []
+    for _ in range(100):
+        obs, reward, _, _, info = env.step(oracle(obs[None])[0])
+        assert info["reward_success"] == 5.0 * info["success"]
+        if info["success"]:
+            at_goal.append(reward)
+    assert at_goal and min(at_goal) > 1.0 + 1.0  # reach_weight + push_weight
 
 
 def test_reach_reward_reveals_the_goal() -> None:

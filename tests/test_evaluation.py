@@ -52,6 +52,7 @@ METHOD_KEYS = {
     "success",
     "success_final",
     "return",
+    "gain",
     "per_trial",
 }
 SUMMARY_KEYS = {"episode", "mean", "ci_low", "ci_high", "iqm", "std", "n"}
@@ -165,6 +166,36 @@ def test_scripted_agent_improves_over_the_episodes_of_a_trial() -> None:
     np.testing.assert_array_equal(res.seed_index, np.repeat(np.arange(2), 6))
 
 
+def test_gain_is_paired_episode_k_minus_episode_1() -> None:
+    """Tasks of very different difficulty, each 1 better in episode 3 than in episode 1: the
+    episodes' own intervals overlap, the paired gain is exactly 1 with a zero-width interval."""
+    from meta_rl.evaluation.protocol import TrialResults
+    from meta_rl.evaluation.report import markdown_table, summarize_method
+
+    base = np.linspace(0.0, 20.0, 8)
+    returns = np.stack([base, base + 0.5, base + 1.0], axis=1)
+    zeros = np.zeros_like(returns)
+    results = TrialResults(
+        success=zeros,
+        success_final=zeros,
+        returns=returns,
+        lengths=zeros + 10,
+        task_index=np.arange(8),
+        seed_index=np.zeros(8, dtype=int),
+        physics_errors=0,
+    )
+    m = summarize_method(
+        "m", "agent", None, results, confidence_level=0.95, num_bootstrap=500, bootstrap_seed=0
+    )
+    first, last = m.curves["return"][0], m.curves["return"][-1]
+    assert last.ci_low < first.ci_high  # unpaired, the rise is lost in the task spread
+    g = m.gains["return"]
+    assert g.mean == pytest.approx(1.0) and g.ci_low == pytest.approx(1.0)
+    assert g.ci_high == pytest.approx(1.0) and g.n == 8
+    assert m.gains["success"].mean == 0.0
+    assert "gain k=3 - k=1" in markdown_table([m]) and "+1.0 [+1.0, +1.0]" in markdown_table([m])
+
+
 def test_protocol_calls_the_agent_in_order() -> None:
     agent = ScriptedAdaptiveAgent()
     _run(agent, num_tasks=2, num_seeds=1, num_episodes=3)
@@ -274,6 +305,10 @@ def test_evaluate_methods_writes_every_output(tmp_path: Path) -> None:
     assert data["methods"]["still"]["seeds_identical"] is False
     scripted = data["methods"]["scripted"]["success"]
     assert scripted[0]["mean"] == 0.0 and scripted[2]["mean"] == 1.0
+    gain = data["methods"]["scripted"]["gain"]
+    assert set(gain) == {"success", "success_final", "return"}
+    assert gain["success"]["mean"] == gain["success"]["ci_low"] == 1.0  # every trial: 0 -> 1
+    assert data["methods"]["still"]["gain"]["success"]["mean"] == 0.0
     assert data["protocol"]["num_trials"] == 6
     assert [t["object"] for t in data["tasks"]] == [t.object_name for t in report.tasks]
     assert "| scripted |" in (tmp_path / "eval" / "eval.md").read_text()

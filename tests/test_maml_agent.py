@@ -270,6 +270,8 @@ def test_bench_train_cli_refuses_meta_update_cost_without_ablations(
     )
     assert main(["bench-train", "--eval-config", "configs/eval/ablations.yaml"]) == 2
     assert "--eval-config needs --ablations" in capsys.readouterr().err
+    assert main(["bench-train", "--jobs", "2"]) == 2
+    assert "--jobs needs --ablations" in capsys.readouterr().err
     # An unknown ablation is refused before any training.
     assert main(["bench-train", "env.tasks_per_batch=2", "--ablations", "full", "nope"]) == 2
     assert "ablations: got 'nope'; allowed: full" in capsys.readouterr().err

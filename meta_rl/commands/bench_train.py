@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "under this evaluation protocol (configs/eval/ablations.yaml) into <out>/eval.",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="With --ablations: train this many agents at once, one process each (set "
+        "train.torch_threads so that jobs x threads fits the cores).",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="Overrides for every variant (e.g. env.tasks_per_batch=8)."
     )
 
@@ -73,6 +80,7 @@ def _run_ablations(args: argparse.Namespace) -> int:
         config_dir=Path(args.config_dir),
         overrides=args.overrides,
         eval_cfg=eval_cfg,
+        jobs=args.jobs,
     )
     print(summary["table"])
     if "eval_table" in summary:
@@ -92,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value:
             raise UsageError(f"{flag} needs --ablations")
+    if args.jobs != 1:
+        raise UsageError("--jobs needs --ablations")
     summary = bench_train(
         Path(args.out),
         variants=args.variants,

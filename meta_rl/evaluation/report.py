@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from meta_rl.evaluation.protocol import TrialResults
-from meta_rl.evaluation.stats import Summary, summarize_per_episode
+from meta_rl.evaluation.stats import Summary, summarize, summarize_per_episode
 from meta_rl.evaluation.video import describe_object, describe_task
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "summarize_method",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METRICS = ("success", "success_final", "return")
 
 
@@ -43,6 +43,10 @@ class MethodResult:
     source: str | None
     results: TrialResults
     curves: dict[str, list[Summary]]
+    gains: dict[str, Summary] = field(default_factory=dict)
+    """Per metric: the paired difference episode K minus episode 1 of each trial (empty when
+    K = 1). Its interval is much tighter than comparing the two episodes' own intervals,
+    because a task that is hard in episode 1 is hard in episode K too."""
 
     @property
     def seeds_identical(self) -> bool:
@@ -60,6 +64,7 @@ class MethodResult:
         }
         for metric, summaries in self.curves.items():
             out[metric] = [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
+        out["gain"] = {metric: g.to_dict() for metric, g in self.gains.items()}
         out["per_trial"] = {
             "task_index": self.results.task_index.tolist(),
             "seed_index": self.results.seed_index.tolist(),
@@ -81,18 +86,29 @@ def summarize_method(
     """Bootstrap every metric of ``results`` per episode index, over tasks then seeds.
 
     Each metric restarts the generator from ``bootstrap_seed``: all methods are resampled with
-    the same indices (paired resampling), and a report is reproducible from its seed.
+    the same indices (paired resampling), and a report is reproducible from its seed. With
+    K >= 2 episodes, ``gains`` bootstraps each trial's episode K minus episode 1 the same way.
     """
-    curves = {
-        metric: summarize_per_episode(
-            results.by_task_and_seed(metric),
+    curves: dict[str, list[Summary]] = {}
+    gains: dict[str, Summary] = {}
+    for metric in METRICS:
+        values = results.by_task_and_seed(metric)
+        curves[metric] = summarize_per_episode(
+            values,
             np.random.default_rng(bootstrap_seed),
             confidence_level=confidence_level,
             num_resamples=num_bootstrap,
         )
-        for metric in METRICS
-    }
-    return MethodResult(name=name, kind=kind, source=source, results=results, curves=curves)
+        if values.shape[-1] >= 2:
+            gains[metric] = summarize(
+                values[..., -1] - values[..., 0],
+                np.random.default_rng(bootstrap_seed),
+                confidence_level=confidence_level,
+                num_resamples=num_bootstrap,
+            )
+    return MethodResult(
+        name=name, kind=kind, source=source, results=results, curves=curves, gains=gains
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -172,31 +188,36 @@ def load_eval_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _cell(s: Summary, digits: int) -> str:
-    return f"{s.mean:.{digits}f} [{s.ci_low:.{digits}f}, {s.ci_high:.{digits}f}]"
+def _cell(s: Summary, digits: int, sign: str = "") -> str:
+    return f"{s.mean:{sign}.{digits}f} [{s.ci_low:{sign}.{digits}f}, {s.ci_high:{sign}.{digits}f}]"
 
 
 def markdown_table(
     methods: Sequence[MethodResult], *, confidence_level: float = 0.95, title: str = ""
 ) -> str:
     """Markdown tables of success rate and mean return per episode k: mean [CI low, CI high],
-    then the IQM of the return at the first and last episode."""
+    then the IQM at the first and last episode and (K >= 2) the paired gain, episode K minus
+    episode 1, with its interval."""
     if not methods:
         raise ValueError("markdown_table: no methods to tabulate")
     k = len(methods[0].curves["success"])
     pct = round(confidence_level * 100)
+    gain_head = f" gain k={k} - k=1 |" if k >= 2 else ""
     lines = [f"## {title}", ""] if title else []
     for metric, label, digits in (("success", "Success rate", 2), ("return", "Mean return", 1)):
         head = " | ".join(f"k={i}" for i in range(1, k + 1))
         lines += [
             f"**{label}** per episode k of the trial, mean [{pct}% bootstrap CI]",
             "",
-            f"| method | {head} | IQM k=1 | IQM k={k} |",
-            "|---" * (k + 3) + "|",
+            f"| method | {head} | IQM k=1 | IQM k={k} |{gain_head}",
+            "|---" * (k + 3 + (k >= 2)) + "|",
         ]
         for m in methods:
             cells = " | ".join(_cell(s, digits) for s in m.curves[metric])
             first, last = m.curves[metric][0], m.curves[metric][-1]
-            lines.append(f"| {m.name} | {cells} | {first.iqm:.{digits}f} | {last.iqm:.{digits}f} |")
+            row = f"| {m.name} | {cells} | {first.iqm:.{digits}f} | {last.iqm:.{digits}f} |"
+            if k >= 2:
+                row += f" {_cell(m.gains[metric], digits, '+')} |"
+            lines.append(row)
         lines.append("")
     return "\n".join(lines)
