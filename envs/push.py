@@ -76,11 +76,11 @@ class PushEnv(ArmEnv):
         self, r: Readings, goal: np.ndarray, size: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         d_xy = rw.distance(r.object_pos[:, :2], goal[:, :2])
+        success = rw.within(d_xy)
         terms = {
             "reach": self.reach_weight
             * rw.closeness(rw.distance(r.ee_pos, r.object_pos), self.reach_scale),
             "push": self.push_weight * rw.closeness(d_xy),
+            "success": self.success_weight * success,
         }
-        success = rw.within(d_xy)
-        terms["success"] = self.success_weight * success
         return terms, success

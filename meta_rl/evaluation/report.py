@@ -43,7 +43,7 @@ class MethodResult:
     source: str | None
     results: TrialResults
     curves: dict[str, list[Summary]]
-    gains: dict[str, Summary] = field(default_factory=dict)
+    gains: dict[str, Summary]
     """Per metric: the paired difference episode K minus episode 1 of each trial (empty when
     K = 1). Its interval is much tighter than comparing the two episodes' own intervals,
     because a task that is hard in episode 1 is hard in episode K too."""
