@@ -32,8 +32,9 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
     ``reward_type`` ("dense" or "sparse"), ``render_mode`` (None or "rgb_array"),
     ``camera_name`` ("front", "side" or "top"), ``width`` and ``height`` of rendered frames,
     ``goal_sector`` (push and pick-place: goals within this many degrees of +x, away from the
-    arm, seen from the object's start; None: any direction; see
-    :class:`envs.tasks.TaskDistribution`).
+    arm, seen from the object's start; None: any direction), ``side_goals`` (push and
+    pick-place: goals this many metres to the left or right of the object's start; see
+    :class:`envs.tasks.TaskDistribution` for both).
     """
 
     metadata: ClassVar[dict[str, Any]] = {  # type: ignore[misc]
@@ -53,8 +54,11 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         width: int = 480,
         height: int = 480,
         goal_sector: float | None = None,
+        side_goals: float | None = None,
     ) -> None:
-        self.task_distribution = TaskDistribution(self.variant, goal_sector=goal_sector)
+        self.task_distribution = TaskDistribution(
+            self.variant, goal_sector=goal_sector, side_goals=side_goals
+        )
         if split not in self.task_distribution.splits:
             raise ValueError(
                 f"split: got {split!r}; allowed: {', '.join(self.task_distribution.splits)}"
@@ -90,6 +94,7 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         self.task: Task | None = None
         self._features: np.ndarray | None = None
         self._goal = np.zeros((1, 3))
+        self._mirror = np.zeros((1, 3))
         self._size = np.zeros(1)
         self._prev_action = np.zeros((1, sc.ACTION_DIM))
 
@@ -113,20 +118,24 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         self.task = task
         self._features = task.features()[None] if self.reveal_task else None
         self._goal = np.array([task.goal])
+        self._mirror = np.array([task.mirror_goal()])
         self._size = np.array([task.size])
 
     # ---------------------------------------------------------------------------------------
     # Reward: variants define dense_terms; sparse is shared.
 
     def dense_terms(
-        self, r: sc.Readings, goal: np.ndarray, size: np.ndarray
+        self, r: sc.Readings, goal: np.ndarray, size: np.ndarray, mirror: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Dense reward terms and success (N,) of N envs; overridden by each variant."""
+        """Dense reward terms and success (N,) of N envs (goal and its mirror image through the
+        object's start (N, 3), object size (N,)); overridden by each variant."""
         raise NotImplementedError
 
-    def reward_and_success(self, r: sc.Readings, goal: np.ndarray, size: np.ndarray) -> RewardOut:
-        """Reward, its terms and success of N envs (goal (N, 3), object size (N,))."""
-        terms, success = self.dense_terms(r, goal, size)
+    def reward_and_success(
+        self, r: sc.Readings, goal: np.ndarray, size: np.ndarray, mirror: np.ndarray
+    ) -> RewardOut:
+        """Reward, its terms and success of N envs (arguments as in :meth:`dense_terms`)."""
+        terms, success = self.dense_terms(r, goal, size, mirror)
         if self.reward_type == "sparse":
             terms = {"success": success.copy()}
         values = iter(terms.values())
@@ -136,11 +145,16 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         return reward, terms, success
 
     def masked_outcome(
-        self, r: sc.Readings, goal: np.ndarray, size: np.ndarray, valid: np.ndarray
+        self,
+        r: sc.Readings,
+        goal: np.ndarray,
+        size: np.ndarray,
+        mirror: np.ndarray,
+        valid: np.ndarray,
     ) -> RewardOut:
         """:meth:`reward_and_success` with every value zeroed where ``valid`` (N,) is false
         (a physics error, or a sub-env that was resetting)."""
-        reward, terms, success = self.reward_and_success(r, goal, size)
+        reward, terms, success = self.reward_and_success(r, goal, size, mirror)
         return (
             np.where(valid, reward, 0.0),
             {name: np.where(valid, value, 0.0) for name, value in terms.items()},
@@ -178,7 +192,7 @@ class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
         error = bool(sc.physics_error(d.qvel[None], readings.object_pos)[0])
         obs = sc.build_obs(readings, a, self._features)
         reward, terms, success = self.masked_outcome(
-            readings, self._goal, self._size, np.array([not error])
+            readings, self._goal, self._size, self._mirror, np.array([not error])
         )
         info: dict[str, Any] = {"success": float(success[0]), "physics_error": error}
         for name, value in terms.items():

@@ -109,6 +109,7 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self._out_sensor = np.zeros((n, sc.FRAME_SKIP, m0.nsensordata))
         self._prev_action = np.zeros((n, sc.ACTION_DIM))
         self._goal = np.zeros((n, 3))
+        self._mirror = np.zeros((n, 3))
         self._size = np.zeros(n)
         nfeat = len(Task("box", 0.02, 0.1, 1.0, (0.0, 0.0), 0.0, (0.0, 0.0, 0.1)).features())
         self._features = np.zeros((n, nfeat), dtype=np.float32)
@@ -154,6 +155,7 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self._mocap[i] = sc.HOME
         self._prev_action[i] = 0.0
         self._goal[i] = task.goal
+        self._mirror[i] = task.mirror_goal()
         self._size[i] = task.size
         self._features[i] = task.features()
         self._elapsed[i] = 0
@@ -208,7 +210,7 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         error &= stepped
         obs = self._observe(readings)
         reward, terms, success = self.template.masked_outcome(
-            readings, self._goal, self._size, stepped & ~error
+            readings, self._goal, self._size, self._mirror, stepped & ~error
         )
         self._elapsed[idx] += 1
         truncated = stepped & ((self._elapsed >= self.max_episode_steps) | error)

@@ -66,7 +66,7 @@ class PickPlaceEnv(ArmEnv):
         self.place_weight = float(place_weight)
 
     def dense_terms(
-        self, r: Readings, goal: np.ndarray, size: np.ndarray
+        self, r: Readings, goal: np.ndarray, size: np.ndarray, mirror: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         obj = r.object_pos
         held = rw.grasped(r.touch)

@@ -88,7 +88,7 @@ class ReachEnv(ArmEnv):
         self.reach_weight = float(reach_weight)
 
     def dense_terms(
-        self, r: Readings, goal: np.ndarray, size: np.ndarray
+        self, r: Readings, goal: np.ndarray, size: np.ndarray, mirror: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         d = rw.distance(r.ee_pos, goal)
         terms = {"reach": self.reach_weight * rw.closeness(d)}

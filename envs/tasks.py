@@ -55,6 +55,8 @@ _REACH_GOAL_REGION = ((-0.12, 0.14), (-0.18, 0.18), (0.04, 0.28))
 _PLACE_GOAL_XY_REGION = ((-0.08, 0.1), (-0.12, 0.12))
 _PLACE_GOAL_HEIGHT = (0.06, 0.22)  # above the object's resting height, up to an absolute 0.22 + s
 _MIN_GOAL_DISTANCE = 0.08  # push / pick-place goals lie this far (xy) from the object's start
+_SIDE_GOAL_LIMITS = (0.08, 0.15)  # allowed side_goals distances, metres
+_SIDE_GOAL_Y = 0.16  # |y| of both side goals (the goal and its mirror image) stays within this
 _GOAL_TRIES = 64  # goal draws per object pose before the pose is redrawn
 
 
@@ -108,6 +110,12 @@ class Task:
     def shape_index(self) -> int:
         """Position of ``shape`` in :data:`SHAPES`."""
         return SHAPES.index(self.shape)
+
+    def mirror_goal(self) -> tuple[float, float, float]:
+        """The goal reflected through the object's start in the horizontal plane (same height):
+        the other candidate of a ``side_goals`` task."""
+        (x, y), (gx, gy, gz) = self.object_xy, self.goal
+        return (2.0 * x - gx, 2.0 * y - gy, gz)
 
     def features(self) -> np.ndarray:
         """Goal, shape one-hot, size, mass, friction as float32 (the revealed-task observation)."""
@@ -183,9 +191,22 @@ class TaskDistribution:
     pick-place, whose goals lie beyond the object: ``90`` puts every goal ahead of the object,
     ``45`` within a quarter turn. The object's pose and the goal are then drawn together (a pose
     with no room for such a goal is redrawn). ``None`` (default): any direction.
+
+    ``side_goals`` (metres, push and pick-place only, exclusive with ``goal_sector``) puts the
+    goal exactly that far to the left or to the right (+-y) of the object's start, the side a
+    fair coin: a one-bit task, like HalfCheetah-Dir's two directions. The other side's point,
+    the goal's mirror image through the object's start (:meth:`Task.mirror_goal`), is where a
+    wrong guess ends; the object's start is drawn so that both lie within 16 cm of the centre
+    line.
     """
 
-    def __init__(self, variant: str = "pick_place", *, goal_sector: float | None = None) -> None:
+    def __init__(
+        self,
+        variant: str = "pick_place",
+        *,
+        goal_sector: float | None = None,
+        side_goals: float | None = None,
+    ) -> None:
         if variant not in VARIANTS:
             raise ValueError(
                 f"TaskDistribution.variant: got {variant!r}; allowed: {', '.join(VARIANTS)}"
@@ -201,8 +222,16 @@ class TaskDistribution:
                 raise ValueError(
                     f"goal_sector: got {goal_sector!r}; allowed: None or degrees in (0, 180]"
                 )
+        if side_goals is not None:
+            if variant == "reach" or goal_sector is not None:
+                raise ValueError(
+                    f"side_goals: got {side_goals!r} with variant {variant!r} and goal_sector "
+                    f"{goal_sector!r}; allowed: push or pick-place, without goal_sector"
+                )
+            _check_range("side_goals", side_goals, _SIDE_GOAL_LIMITS, "m")
         self.variant = variant
         self.goal_sector = None if goal_sector is None else float(goal_sector)
+        self.side_goals = None if side_goals is None else float(side_goals)
         self.splits = SPLITS
 
     def sample(self, n: int, split: str, rng: np.random.Generator) -> list[Task]:
@@ -243,6 +272,12 @@ class TaskDistribution:
                 float(rng.uniform(y0, y1)),
                 float(rng.uniform(z0, z1)),
             )
+        if self.side_goals is not None:
+            side = 1.0 if rng.random() < 0.5 else -1.0
+            if abs(xy[1]) + self.side_goals > _SIDE_GOAL_Y:
+                return None  # no room for the goal on both sides: redraw the pose
+            gx, gy = xy[0], xy[1] + side * self.side_goals
+            return self._with_height(gx, gy, size, rng)
         (x0, x1), (y0, y1) = _PLACE_GOAL_XY_REGION
         for _ in range(_GOAL_TRIES):  # rejection: away from the start, inside the sector
             gx, gy = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
@@ -250,6 +285,11 @@ class TaskDistribution:
                 break
         else:
             return None
+        return self._with_height(gx, gy, size, rng)
+
+    def _with_height(
+        self, gx: float, gy: float, size: float, rng: np.random.Generator
+    ) -> tuple[float, float, float]:
         if self.variant == "push":
             return (gx, gy, size)
         lo, hi = _PLACE_GOAL_HEIGHT
@@ -257,4 +297,5 @@ class TaskDistribution:
 
     def __repr__(self) -> str:
         sector = "" if self.goal_sector is None else f", goal_sector={self.goal_sector:g}"
-        return f"TaskDistribution(variant={self.variant!r}{sector})"
+        sides = "" if self.side_goals is None else f", side_goals={self.side_goals:g}"
+        return f"TaskDistribution(variant={self.variant!r}{sector}{sides})"

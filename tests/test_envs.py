@@ -3,6 +3,7 @@ physics errors, determinism and rendering."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -199,6 +200,47 @@ def test_push_success_term_outweighs_hovering() -> None:
         if info["success"]:
             at_goal.append(reward)
     assert at_goal and min(at_goal) > 1.0 + 1.0  # reach_weight + push_weight
+
+
+def test_push_either_side_hides_the_side_until_success() -> None:
+    """With side goals and ``push_target="either_side"`` the push term is the same whichever
+    side the goal is on; only the success term tells. Real physics: the oracle pushes the
+    object to the mirror side, and the terms are scored for the task and its mirror task."""
+    from envs.oracles import make_oracle
+    from envs.scene import read_sensors
+
+    env = make("metarl/Push-v0", reveal_task=True, side_goals=0.1, push_target="either_side")
+    u = unwrapped(env)
+    real = u.task_distribution.sample(1, "test", np.random.default_rng(0))[0]
+    wrong = dataclasses.replace(real, goal=real.mirror_goal())  # the other side
+    u.set_task(wrong)
+    obs, _ = env.reset(seed=0)
+    oracle = make_oracle("metarl/Push-v0", u.obs_slices)
+    size = np.array([real.size])
+    scored = {"real": [], "wrong": [], "goal_only": []}
+    for _ in range(100):
+        obs, _, _, _, _ = env.step(oracle(obs[None])[0])
+        r = read_sensors(u.data.sensordata[None])
+        for name, t in (("real", real), ("wrong", wrong)):
+            _, terms, success = u.reward_and_success(
+                r, np.array([t.goal]), size, np.array([t.mirror_goal()])
+            )
+            scored[name].append((terms["push"][0], success[0]))
+        u.push_target = "goal"
+        _, terms, _ = u.reward_and_success(
+            r, np.array([real.goal]), size, np.array([real.mirror_goal()])
+        )
+        u.push_target = "either_side"
+        scored["goal_only"].append((terms["push"][0], 0.0))
+    real_push, real_success = np.array(scored["real"]).T
+    wrong_push, wrong_success = np.array(scored["wrong"]).T
+    np.testing.assert_allclose(real_push, wrong_push)  # the push term does not tell the side
+    assert wrong_success[-1] == 1.0 and real_success.max() == 0.0  # success does
+    assert wrong_push[-1] > 0.5
+    goal_only = np.array(scored["goal_only"])[:, 0]
+    assert goal_only[-1] < 0.05  # a goal-only push term would have told the side
+    with pytest.raises(ValueError, match=r"push_target: got 'left'; allowed: goal, either_side"):
+        make("metarl/Push-v0", push_target="left")
 
 
 def test_reach_reward_reveals_the_goal() -> None:

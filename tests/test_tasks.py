@@ -159,3 +159,28 @@ def test_bad_goal_sector() -> None:
         TaskDistribution("push", goal_sector="ahead")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"goal_sector: got a value for variant 'reach'"):
         TaskDistribution("reach", goal_sector=45)
+
+
+@pytest.mark.parametrize("variant", ["push", "pick_place"])
+def test_side_goals_are_one_hidden_bit(variant: str) -> None:
+    dist = TaskDistribution(variant, side_goals=0.1)
+    tasks = dist.sample(400, "test", np.random.default_rng(4))
+    xy = np.array([t.object_xy for t in tasks])
+    goal = np.array([t.goal for t in tasks])
+    mirror = np.array([t.mirror_goal() for t in tasks])
+    np.testing.assert_allclose(goal[:, 0], xy[:, 0])  # straight to the side
+    np.testing.assert_allclose(np.abs(goal[:, 1] - xy[:, 1]), 0.1)
+    np.testing.assert_allclose(mirror[:, 1] - xy[:, 1], xy[:, 1] - goal[:, 1])
+    np.testing.assert_allclose(mirror[:, [0, 2]], goal[:, [0, 2]])
+    assert np.all(np.abs(goal[:, 1]) <= 0.16) and np.all(np.abs(mirror[:, 1]) <= 0.16)
+    left = np.mean(goal[:, 1] > xy[:, 1])
+    assert 0.4 < left < 0.6  # a fair coin
+
+
+def test_bad_side_goals() -> None:
+    with pytest.raises(ValueError, match=r"side_goals: got 0.3; allowed: a number in \[0.08"):
+        TaskDistribution("push", side_goals=0.3)
+    with pytest.raises(ValueError, match=r"side_goals: got 0.1 with variant 'push' and goal_sec"):
+        TaskDistribution("push", goal_sector=45, side_goals=0.1)
+    with pytest.raises(ValueError, match=r"side_goals: .*allowed: push or pick-place"):
+        TaskDistribution("reach", side_goals=0.1)
