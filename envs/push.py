@@ -12,7 +12,7 @@ from envs.scene import Readings
 
 __all__ = ["PUSH_TARGETS", "PushEnv"]
 
-PushTarget = Literal["goal", "either_side"]
+PushTarget = Literal["goal", "either_side", "inward"]
 PUSH_TARGETS: tuple[str, ...] = get_args(PushTarget)
 
 
@@ -31,7 +31,8 @@ class PushEnv(ArmEnv):
     * ``reward_reach = reach_weight * (1 - tanh(reach_scale * |ee_pos - object_pos|))``
     * ``reward_push = push_weight * (1 - tanh(10 * |object_xy - target_xy|))``, the target
       the goal (``push_target="goal"``) or, with ``push_target="either_side"``, the goal or its
-      mirror image through the object's start, whichever is nearer the object
+      mirror image through the object's start, whichever is nearer the object, or with
+      ``push_target="inward"`` whichever of the two is nearer the table's centre line (y = 0)
     * ``reward_success = success_weight * success`` (paid on every step the object is at goal)
 
     in [0, reach_weight + push_weight + success_weight] = [0, 7] by default. The reach term is
@@ -41,11 +42,14 @@ class PushEnv(ArmEnv):
     finishing worth more than anything else: without it, hovering at the object (reach term
     near 1 on every step) paid about as much as pushing it to the goal, and agents trained
     longer learnt to hover (measured in ``docs/envs.md``).
-    With ``side_goals`` (the goal left or right of the object, the side hidden) and
-    ``push_target="either_side"`` the push term teaches how far to push but not which way: only
-    the success term tells the side, and only once the object gets there, so an agent that
-    guessed wrong learns the side from its first episode and can use it in the next
-    (the meta-RL benchmark of ``configs/ablations``).
+    With ``side_goals`` (the goal left or right of the object, the side a hidden coin flip) the
+    "either_side" and "inward" targets say nothing about the side: only the success term tells
+    it, and only once the object gets there, so an agent that guessed wrong learns the side in
+    its first episode and can use it in the next. "inward" (the meta-RL benchmark of
+    ``configs/ablations``) points to the inner side, which is the goal in half the tasks; as
+    objects start on both sides of the centre line, it trains pushes both ways, while with
+    "either_side" agents settle on one side and never learn the other push (measured in
+    ``docs/envs.md``).
     Sparse: ``reward_success = success``.
     ``info["success"] = 1.0`` when the object's centre is within 0.05 m of the goal in the
     horizontal plane.
@@ -55,10 +59,10 @@ class PushEnv(ArmEnv):
 
     ## Arguments
     The shared ones (see Reach) and ``reach_weight`` (1.0), ``push_weight`` (1.0),
-    ``success_weight`` (5.0), ``reach_scale`` (5.0, 1/m), ``push_target`` ("goal" or
-    "either_side"), ``goal_sector`` (None: goals in any direction from the object; degrees:
-    within that angle of +x, away from the arm), ``side_goals`` (None; metres: the goal that
-    far left or right of the object's start).
+    ``success_weight`` (5.0), ``reach_scale`` (5.0, 1/m), ``push_target`` ("goal",
+    "either_side" or "inward"), ``goal_sector`` (None: goals in any direction from the
+    object; degrees: within that angle of +x, away from the arm), ``side_goals`` (None;
+    metres: the goal that far left or right of the object's start).
 
     ## Version History
     * v0: initial version (reach term: weight 1.0 and scale 5/m, was 0.2 and 10/m before the
@@ -96,8 +100,13 @@ class PushEnv(ArmEnv):
         d_xy = rw.distance(r.object_pos[:, :2], goal[:, :2])
         success = rw.within(d_xy)
         d_target = d_xy
-        if self.push_target == "either_side":
-            d_target = np.minimum(d_xy, rw.distance(r.object_pos[:, :2], mirror[:, :2]))
+        if self.push_target != "goal":
+            d_mirror = rw.distance(r.object_pos[:, :2], mirror[:, :2])
+            if self.push_target == "either_side":
+                d_target = np.minimum(d_xy, d_mirror)
+            else:  # inward: the one nearer the centre line
+                goal_inward = np.abs(goal[:, 1]) <= np.abs(mirror[:, 1])
+                d_target = np.where(goal_inward, d_xy, d_mirror)
         terms = {
             "reach": self.reach_weight
             * rw.closeness(rw.distance(r.ee_pos, r.object_pos), self.reach_scale),

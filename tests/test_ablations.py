@@ -92,7 +92,7 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
             assert 0.0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1.0, name
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["protocol"]["deterministic"] is False and len(report["tasks"]) == 6
-    assert report["protocol"]["env_kwargs"] == {"side_goals": 0.1, "push_target": "either_side"}
+    assert report["protocol"]["env_kwargs"] == {"side_goals": 0.1, "push_target": "inward"}
     assert summary["jobs"] == 2
     assert "full zero-shot" in summary["eval_table"]
     assert (tmp_path / "eval" / "adaptation_curve.png").stat().st_size > 0

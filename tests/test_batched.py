@@ -46,6 +46,7 @@ def _singles_step(
         ("metarl/PickPlace-v0", 60, {"reveal_task": True}),
         ("metarl/Push-v0", 40, {"reward_type": "sparse"}),
         ("metarl/Push-v0", 40, {"side_goals": 0.1, "push_target": "either_side"}),
+        ("metarl/Push-v0", 40, {"side_goals": 0.12, "push_target": "inward"}),
     ],
 )
 def test_batched_equals_single_envs(env_id: str, steps: int, kwargs: dict) -> None:

@@ -202,22 +202,33 @@ def test_push_success_term_outweighs_hovering() -> None:
     assert at_goal and min(at_goal) > 1.0 + 1.0  # reach_weight + push_weight
 
 
-def test_push_either_side_hides_the_side_until_success() -> None:
-    """With side goals and ``push_target="either_side"`` the push term is the same whichever
-    side the goal is on; only the success term tells. Real physics: the oracle pushes the
-    object to the mirror side, and the terms are scored for the task and its mirror task."""
+@pytest.mark.parametrize(
+    ("target", "wrong_is_inner"), [("either_side", None), ("inward", True), ("inward", False)]
+)
+def test_push_side_targets_hide_the_side_until_success(
+    target: str, wrong_is_inner: bool | None
+) -> None:
+    """With side goals and ``push_target`` "either_side" or "inward" the push term is the same
+    whichever side the goal is on; only the success term tells. Real physics: the oracle pushes
+    the object to the wrong side, and the terms are scored for the task and its mirror task."""
     from envs.oracles import make_oracle
     from envs.scene import read_sensors
 
-    env = make("metarl/Push-v0", reveal_task=True, side_goals=0.1, push_target="either_side")
+    env = make("metarl/Push-v0", reveal_task=True, side_goals=0.1, push_target=target)
     u = unwrapped(env)
-    real = u.task_distribution.sample(1, "test", np.random.default_rng(0))[0]
+    candidates = u.task_distribution.sample(20, "test", np.random.default_rng(0))
+    if wrong_is_inner is None:
+        real = candidates[0]
+    else:  # a task whose wrong side is (or is not) the one nearer the centre line
+        real = next(
+            t for t in candidates if (abs(t.mirror_goal()[1]) < abs(t.goal[1])) == wrong_is_inner
+        )
     wrong = dataclasses.replace(real, goal=real.mirror_goal())  # the other side
     u.set_task(wrong)
     obs, _ = env.reset(seed=0)
     oracle = make_oracle("metarl/Push-v0", u.obs_slices)
     size = np.array([real.size])
-    scored = {"real": [], "wrong": [], "goal_only": []}
+    scored: dict[str, list[tuple[float, float]]] = {"real": [], "wrong": [], "goal_only": []}
     for _ in range(100):
         obs, _, _, _, _ = env.step(oracle(obs[None])[0])
         r = read_sensors(u.data.sensordata[None])
@@ -230,13 +241,14 @@ def test_push_either_side_hides_the_side_until_success() -> None:
         _, terms, _ = u.reward_and_success(
             r, np.array([real.goal]), size, np.array([real.mirror_goal()])
         )
-        u.push_target = "either_side"
+        u.push_target = target
         scored["goal_only"].append((terms["push"][0], 0.0))
     real_push, real_success = np.array(scored["real"]).T
     wrong_push, wrong_success = np.array(scored["wrong"]).T
     np.testing.assert_allclose(real_push, wrong_push)  # the push term does not tell the side
     assert wrong_success[-1] == 1.0 and real_success.max() == 0.0  # success does
-    assert wrong_push[-1] > 0.5
+    # The object ended on the wrong side: either_side pays for it, inward only if it is inner.
+    assert (wrong_push[-1] > 0.5) == (wrong_is_inner is not False)
     goal_only = np.array(scored["goal_only"])[:, 0]
     assert goal_only[-1] < 0.05  # a goal-only push term would have told the side
     with pytest.raises(ValueError, match=r"push_target: got 'left'; allowed: goal, either_side"):
