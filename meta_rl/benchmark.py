@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -172,6 +174,22 @@ def _short_run_config(
     )
 
 
+def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Worker initializer: end this process once ``parent_pid`` is no longer its parent.
+
+    A killed parent (``kill``, not Ctrl-C, which reaches the whole process group) would
+    otherwise leave its training workers running on, competing for the cores. Checkpoints are
+    written atomically, so a worker ended mid-run can be resumed with ``metarl train --resume``.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _timed_train(cfg: ExperimentConfig) -> tuple[Path, float]:
     """Train ``cfg``: its run directory and the wall-clock seconds it took."""
     start = time.perf_counter()
@@ -271,7 +289,8 @@ def bench_ablations(
 
     ``jobs`` > 1 trains that many agents at once, each in its own process (spawned, so the
     trainings share nothing); every run's result is the same as when trained alone, only its
-    ``wall_s`` then includes the contention for the cores.
+    ``wall_s`` then includes the contention for the cores. The workers end with this process,
+    even when it is killed.
     """
     unknown = [a for a in ablations if a not in ABLATION_CONFIGS]
     if unknown:
@@ -295,7 +314,12 @@ def bench_ablations(
         trained = [_timed_train(cfg) for cfg in configs.values()]
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             trained = list(pool.map(_timed_train, configs.values()))
     results: dict[str, dict[str, Any]] = {}
     for name, (run_dir, wall) in zip(configs, trained, strict=True):

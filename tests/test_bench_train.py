@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,42 @@ def test_scripts_answer_help() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert "--config" in out.stdout or "--variants" in out.stdout
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (orphans may wait long for a reaper here)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_training_workers_end_with_a_killed_parent(tmp_path: Path) -> None:
+    """``bench-train --jobs``'s workers stop when their parent is killed (a kill signal does not
+    reach them, unlike Ctrl-C): the same pool set-up, with a worker that would sleep 10 min."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from meta_rl.benchmark import _exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+        "                               initializer=_exit_with_parent, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 600)\n"
+        "    time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    assert _alive(worker)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60.0  # a liveness bound, not a timing claim
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")
