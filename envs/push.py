@@ -47,9 +47,10 @@ class PushEnv(ArmEnv):
     it, and only once the object gets there, so an agent that guessed wrong learns the side in
     its first episode and can use it in the next. "inward" (the meta-RL benchmark of
     ``configs/ablations``) points to the inner side, which is the goal in half the tasks; as
-    objects start on both sides of the centre line, it trains pushes both ways, while with
-    "either_side" agents settle on one side and never learn the other push (measured in
-    ``docs/envs.md``).
+    objects start on both sides of the centre line, it rewards pushes both ways. With
+    "either_side" agents settled on one side and never learnt the other push; with "inward"
+    one 100-step run learnt both and one 50-step run did not (measured in ``docs/envs.md``
+    and ``docs/maml.md``).
     Sparse: ``reward_success = success``.
     ``info["success"] = 1.0`` when the object's centre is within 0.05 m of the goal in the
     horizontal plane.
