@@ -21,7 +21,9 @@ MAML (``maml.enabled``): :class:`AgentNetworks` then owns a :class:`~meta_rl.mam
 policy's actor (its step sizes are saved with the networks). The agent records each episode and
 :meth:`MetaAgent.end_episode` adapts the policy's parameters on it (under ``no_grad``) when
 ``MetaSGD.adapts_after`` says so; later episodes of the trial act with the adapted parameters,
-one set per sub-environment. :meth:`MetaAgent.begin_trial` drops them: every trial (every task)
+one set per task. With ``maml.rollouts_per_task`` m > 1, each task runs in m consecutive
+sub-environments, which adapt together on their m episodes (MAML-RL's inner batch) and act with
+the same parameters. :meth:`MetaAgent.begin_trial` drops them: every trial (every task)
 starts from the meta-parameters, and nothing is ever written into the policy module. The inner
 batches of the trial stay in :attr:`MetaAgent.inner_batches` for the trainer's outer loop.
 """
@@ -43,7 +45,9 @@ from meta_rl.maml import (
     MetaSGD,
     PolicyGradientBatch,
     TaskModelBatch,
+    expand_rollouts,
     functional_model,
+    merge_rollouts,
     policy_gradient_inner_loss,
     select_adapted_names,
     task_model_inner_loss,
@@ -220,7 +224,11 @@ class MetaAgent:
             else None
         )
         self._model = functional_model(networks.policy)
+        self.rollouts_per_task: int = config.maml.rollouts_per_task
+        """Sub-environments per task: consecutive groups of this many must hold the same task
+        (the trainer and the evaluation pin tasks so); with MAML they adapt together."""
         self._params: dict[str, torch.Tensor] | None = None  # None: the meta-parameters
+        self._task_params: dict[str, torch.Tensor] | None = None  # the same, one set per task
         self._episode = 0
         self._record: dict[str, list[torch.Tensor]] = {}
         self.inner_batches: dict[int, Any] = {}
@@ -231,11 +239,17 @@ class MetaAgent:
     def begin_trial(self, num_envs: int) -> None:
         """New tasks: the encoder state restarts, the belief is the prior and the policy's
         parameters are the meta-parameters again (adapted ones are dropped)."""
+        if num_envs % self.rollouts_per_task:
+            raise ValueError(
+                f"num_envs: got {num_envs}; allowed: a multiple of maml.rollouts_per_task "
+                f"({self.rollouts_per_task}), each task's rollouts in consecutive sub-envs"
+            )
         enc = self.networks.encoder
         self._hidden = enc.initial_state(num_envs, self.device)
         self._belief = enc.prior(num_envs, self.device)
         # Adapted parameters never outlive their trial: new tasks start from the meta-parameters.
         self._params = None
+        self._task_params = None
         self._episode = 0
         self._record = {}
         self.inner_batches = {}
@@ -279,8 +293,9 @@ class MetaAgent:
     def end_episode(self) -> None:
         """All N episodes ended: the belief carries over; with MAML the policy adapts.
 
-        The policy adapts (``maml.inner_steps`` steps on the episode just recorded, one set of
-        parameters per sub-environment, under ``no_grad``) after episode k when
+        The policy adapts (``maml.inner_steps`` steps on the episodes just recorded, one set of
+        parameters per task, under ``no_grad``; a task's ``rollouts_per_task`` sub-environments
+        adapt together on all their episodes and act with the same parameters) after episode k when
         ``MetaSGD.adapts_after(k)``; the next episodes act with the adapted parameters. With the
         policy-gradient inner loss the episodes the policy adapts on sample their actions even
         when :meth:`act` is asked for deterministic ones (they are the exploration episodes of
@@ -292,9 +307,13 @@ class MetaAgent:
         if self.maml is not None and self._record.get("reward"):
             if self.maml.adapts_after(self._episode):
                 assert self.inner_loss is not None
-                batch = self._inner_batch()
+                m = self.rollouts_per_task
+                batch = merge_rollouts(self._inner_batch(), m)
                 with torch.no_grad():
-                    self._params = self.maml.adapt(self.adapted_params(), self.inner_loss, batch)
+                    self._task_params = self.maml.adapt(
+                        self._per_task_params(), self.inner_loss, batch
+                    )
+                    self._params = expand_rollouts(self._task_params, m)
                 self.inner_batches[self._episode] = batch
             self._episode += 1
         self._record = {}
@@ -311,6 +330,15 @@ class MetaAgent:
         if self._params is not None:
             return self._params
         n = self._belief.mean.shape[0]
+        return {k: p.expand(n, *p.shape) for k, p in self.networks.policy.named_parameters()}
+
+    def _per_task_params(self) -> dict[str, torch.Tensor]:
+        """The parameters of each task (``(N / rollouts_per_task, *shape)``) to adapt next."""
+        if self._task_params is not None:
+            return self._task_params
+        if self._belief is None:
+            raise RuntimeError("MetaAgent: call begin_trial(num_envs) first")
+        n = self._belief.mean.shape[0] // self.rollouts_per_task
         return {k: p.expand(n, *p.shape) for k, p in self.networks.policy.named_parameters()}
 
     def _explores(self) -> bool:

@@ -43,7 +43,10 @@ class EnvConfig(Config):
         doc="Env constructor keyword arguments (tasks are sampled per split and pinned).",
     )
     tasks_per_batch: int = param(
-        16, "Tasks per meta-batch: one sub-environment (and one trial) per task.", ge=1
+        16,
+        "Sub-environments (trials) per meta-batch: one task each, or one task per "
+        "maml.rollouts_per_task of them.",
+        ge=1,
     )
     episodes_per_trial: int = param(
         3, "K: consecutive episodes on the same task that make one trial.", ge=1, le=100
@@ -54,7 +57,10 @@ class EnvConfig(Config):
         ge=1,
     )
     eval_tasks: int = param(
-        16, "Held-out (test split) tasks per evaluation of the task model and adaptation.", ge=1
+        16,
+        "Held-out (test split) trials per evaluation of the task model and adaptation (one task "
+        "per maml.rollouts_per_task of them).",
+        ge=1,
     )
     num_threads: int | None = param(
         None, "Threads of the batched simulator; null lets it choose.", ge=1
@@ -195,6 +201,27 @@ class ExperimentConfig(Config):
         default_factory=MAMLConfig,
         doc="MAML inner loop: gradient adaptation of the policy within a trial (off by default).",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        m = self.maml.rollouts_per_task
+        if m > 1 and not self.maml.enabled:
+            raise ValueError(
+                f"maml.rollouts_per_task: got {m} with maml.enabled false; allowed: 1 unless "
+                "the MAML inner loop is on (the rollouts of a task are its inner batch)"
+            )
+        if m > 1 and self.maml.inner_loss != "policy_gradient":
+            raise ValueError(
+                f"maml.rollouts_per_task: got {m} with maml.inner_loss "
+                f"{self.maml.inner_loss!r}; allowed: 1, or more with the policy_gradient inner loss"
+            )
+        for name in ("tasks_per_batch", "eval_tasks"):
+            value = getattr(self.env, name)
+            if value % m:
+                raise ValueError(
+                    f"env.{name}: got {value}; allowed: a multiple of maml.rollouts_per_task "
+                    f"({m}), since each task runs that many rollouts"
+                )
 
 
 def load_experiment(

@@ -74,8 +74,10 @@ __all__ = [
     "PolicyGradientBatch",
     "TaskModelBatch",
     "batched_loss",
+    "expand_rollouts",
     "functional_model",
     "gaussian_log_prob",
+    "merge_rollouts",
     "policy_gradient_inner_loss",
     "select_adapted_names",
     "task_model_inner_loss",
@@ -333,6 +335,55 @@ def batched_loss(loss_fn: LossFn, params: Mapping[str, Tensor], batch: Any) -> T
     """The inner loss of every task, shape (T,): ``vmap(loss_fn)`` over the task dimension."""
     losses: Tensor = torch.func.vmap(loss_fn)(dict(params), batch)
     return losses
+
+
+def merge_rollouts(batch: Any, rollouts: int) -> Any:
+    """Episodes of N = T * ``rollouts`` sub-environments as the inner batches of T tasks.
+
+    Every tensor of ``batch`` is ``(N, S, ...)``; rows ``i * rollouts`` to ``(i + 1) * rollouts
+    - 1`` are task i's rollouts. They become one row ``(T, rollouts * S, ...)`` whose steps are
+    those rollouts one after the other, so a task's inner loss averages over all its rollouts (and
+    standardises their advantages together: which rollout did better survives). ``rollouts=1``
+    returns ``batch`` itself.
+    """
+    if rollouts < 1:
+        raise ValueError(f"rollouts: got {rollouts}; must be >= 1")
+    if rollouts == 1:
+        return batch
+
+    def merge(path: str, t: Tensor) -> Tensor:
+        if t.dim() < 2 or t.shape[0] % rollouts:
+            raise ValueError(
+                f"{path}: got shape {tuple(t.shape)}; merging needs (N, S, ...) with N a "
+                f"multiple of rollouts={rollouts}"
+            )
+        return t.reshape(t.shape[0] // rollouts, rollouts * t.shape[1], *t.shape[2:])
+
+    return _map_leaves(batch, merge, "batch")
+
+
+def expand_rollouts(params: Mapping[str, Tensor], rollouts: int) -> Params:
+    """Per-task parameters ``(T, ...)`` as per-rollout ones ``(T * rollouts, ...)``: each task's
+    set repeated for its ``rollouts`` consecutive sub-environments (gradients flow back)."""
+    if rollouts < 1:
+        raise ValueError(f"rollouts: got {rollouts}; must be >= 1")
+    if rollouts == 1:
+        return dict(params)
+    return {n: t.repeat_interleave(rollouts, dim=0) for n, t in params.items()}
+
+
+def _map_leaves(tree: Any, fn: Callable[[str, Tensor], Tensor], path: str) -> Any:
+    if isinstance(tree, Tensor):
+        return fn(path, tree)
+    if isinstance(tree, Mapping):
+        return {k: _map_leaves(v, fn, f"{path}[{k!r}]") for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_map_leaves(getattr(tree, k), fn, f"{path}.{k}") for k in tree._fields))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_map_leaves(v, fn, f"{path}[{i}]") for i, v in enumerate(tree))
+    raise ValueError(
+        f"{path}: got {type(tree).__name__}; a batch holds tensors in tuples, lists and dicts"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,6 +37,14 @@ class MAMLConfig(Config):
         "Adapt after each of the first k episodes of a trial; null means after every episode.",
         ge=1,
     )
+    rollouts_per_task: int = param(
+        1,
+        "Episodes run in parallel on each task, per episode of a trial; the inner step adapts "
+        "on all of them at once (the inner batch of MAML-RL). env.tasks_per_batch and "
+        "env.eval_tasks count these rollouts, so both must be multiples of it.",
+        ge=1,
+        le=64,
+    )
     inner_loss: Literal["policy_gradient", "task_model"] = param(
         "policy_gradient",
         "Inner loss: a policy-gradient surrogate with the value baseline on the episode just "

@@ -50,7 +50,7 @@ from meta_rl.config import to_dict
 from meta_rl.encoder import Belief
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
 from meta_rl.logging import RunLogger
-from meta_rl.maml import MetaSGD, batched_loss, functional_model
+from meta_rl.maml import MetaSGD, batched_loss, expand_rollouts, functional_model
 from meta_rl.policy import PolicyOutput
 from meta_rl.ppo import (
     PPOBatch,
@@ -151,8 +151,13 @@ class Trainer:
         self.act_gen = torch.Generator().manual_seed(seed + 1)
         self.learn_gen = torch.Generator().manual_seed(seed + 2)
         # Held-out tasks are fixed for the run and drawn from their own seed stream.
-        self.eval_tasks = self.eval_venv.task_distribution.sample(
-            env.eval_tasks, "test", np.random.default_rng([seed, 7919])
+        self.eval_tasks = _with_rollouts(
+            self.eval_venv.task_distribution.sample(
+                env.eval_tasks // cfg.maml.rollouts_per_task,
+                "test",
+                np.random.default_rng([seed, 7919]),
+            ),
+            cfg.maml.rollouts_per_task,
         )
         self.eval_seed = int(np.random.default_rng([seed, 104729]).integers(2**31 - 1))
         self.agent = MetaAgent(
@@ -359,7 +364,7 @@ class Trainer:
         maml = nets.maml
         assert maml is not None
         adv, ret = self.advantages(batch)
-        n = batch.rewards.shape[1]
+        n = batch.rewards.shape[1] // cfg.maml.rollouts_per_task  # tasks
         recompute = cfg.encoder.rl_gradients and cfg.encoder.use_context
         trials = batch.trial_tensors(self.agent) if recompute else None
         stats: dict[str, list[float]] = {}
@@ -388,8 +393,10 @@ class Trainer:
     ) -> PPOTerms:
         """The outer (meta) loss of trials ``idx`` of ``batch``, differentiable end to end.
 
-        ``adv``/``ret`` from :meth:`advantages`; the inner batches are those the agent adapted
-        on while collecting ``batch`` (``agent.inner_batches``). ``trials`` (the batch's
+        ``idx`` are tasks: with ``maml.rollouts_per_task`` m, task i's trials are the
+        sub-environments ``i * m`` to ``i * m + m - 1``. ``adv``/``ret`` from :meth:`advantages`;
+        the inner batches are those the agent adapted on while collecting ``batch``
+        (``agent.inner_batches``, one row per task). ``trials`` (the batch's
         :meth:`~meta_rl.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
         encoder's graph (``encoder.rl_gradients``); None uses the recorded ones.
         """
@@ -401,18 +408,21 @@ class Trainer:
         episodes = cfg.env.episodes_per_trial
         steps = batch.rewards.shape[0] // episodes
         model = torch.func.vmap(functional_model(nets.policy))
+        m = cfg.maml.rollouts_per_task
+        task_idx = idx
+        idx = (task_idx.unsqueeze(1) * m + torch.arange(m, device=idx.device)).flatten()
         if trials is not None:
             feats = self._sub_beliefs(trials, idx).transpose(0, 1)
         else:
             feats = batch.beliefs[:, idx].transpose(0, 1)
         obs = batch.obs[:, idx].transpose(0, 1)
-        params = maml.init_params(len(idx))
+        params = maml.init_params(len(task_idx))
         outs = []
         for k in range(episodes):
             sl = slice(k * steps, (k + 1) * steps)
-            outs.append(model(params, obs[:, sl], feats[:, sl]))
+            outs.append(model(expand_rollouts(params, m), obs[:, sl], feats[:, sl]))
             if k < episodes - 1 and k in inner:
-                params = maml.adapt(params, inner_loss, _select(inner[k], idx))
+                params = maml.adapt(params, inner_loss, _select(inner[k], task_idx))
         out = PolicyOutput(*(torch.cat(parts, dim=1) for parts in zip(*outs, strict=True)))
         mb = PPOBatch(
             obs=obs,
@@ -431,7 +441,9 @@ class Trainer:
         if 0 not in inner or loss_fn is None:
             return {}
         with torch.no_grad():
-            params = maml.init_params(self.cfg.env.tasks_per_batch)
+            params = maml.init_params(
+                self.cfg.env.tasks_per_batch // self.cfg.maml.rollouts_per_task
+            )
             pre = batched_loss(loss_fn, params, inner[0])
             post = batched_loss(loss_fn, maml.adapt(params, loss_fn, inner[0]), inner[0])
         return {
@@ -489,7 +501,11 @@ class Trainer:
     def collect(self) -> TrialBatch:
         """Steps 1-2: one trial per freshly sampled train task (the agent adapts if MAML)."""
         cfg = self.cfg
-        tasks = self.venv.task_distribution.sample(cfg.env.tasks_per_batch, "train", self.np_rng)
+        m = cfg.maml.rollouts_per_task
+        tasks = _with_rollouts(
+            self.venv.task_distribution.sample(cfg.env.tasks_per_batch // m, "train", self.np_rng),
+            m,
+        )
         seed = int(self.np_rng.integers(2**31 - 1))
         self.networks.eval()
         return collect_trials(
@@ -534,6 +550,11 @@ class Trainer:
     def close(self) -> None:
         self.venv.close()
         self.eval_venv.close()
+
+
+def _with_rollouts(tasks: list[Any], rollouts: int) -> list[Any]:
+    """Each task repeated for its ``rollouts`` consecutive sub-environments."""
+    return [task for task in tasks for _ in range(rollouts)]
 
 
 def _select(tree: Any, idx: torch.Tensor) -> Any:

@@ -217,7 +217,7 @@ def test_same_seeds_give_the_same_trials_and_returns_match_a_hand_rollout() -> N
 def test_env_of_the_wrong_size_is_refused() -> None:
     env = make_eval_env(TOY, 3, seed=0)
     try:
-        with pytest.raises(ValueError, match=r"num_tasks \* num_seeds = 4"):
+        with pytest.raises(ValueError, match=r"num_tasks \* num_seeds \* rollouts_per_trial = 4"):
             run_trials(
                 StillAgent(),
                 env,

@@ -235,6 +235,7 @@ def run_trials(
     progress: bool = True,
     desc: str = "trials",
     episode_steps: int | None = None,
+    rollouts_per_trial: int = 1,
 ) -> TrialResults:
     """Run one trial of ``num_episodes`` episodes in every sub-environment of ``env``.
 
@@ -245,11 +246,21 @@ def run_trials(
     whose ``observe`` takes a ``mask`` keyword (like ``MetaAgent``) get ``mask=False`` for it.
     ``episode_steps`` (None: the env's own episode length) ends every episode after that many
     steps, as the trainer does when its config sets ``env.episode_steps``.
+
+    ``rollouts_per_trial`` m > 1 (for agents that adapt on m parallel rollouts of a task, such
+    as ``MetaAgent`` with ``maml.rollouts_per_task``) runs each trial in m consecutive
+    sub-environments (``env`` then holds ``num_tasks * num_seeds * m``, trial t in sub-envs
+    ``t * m`` to ``t * m + m - 1``); a trial's success, return and length per episode are the
+    means over its rollouts.
     """
-    n = num_tasks * num_seeds
+    if rollouts_per_trial < 1:
+        raise ValueError(f"rollouts_per_trial: got {rollouts_per_trial}; allowed: >= 1")
+    trials = num_tasks * num_seeds
+    n = trials * rollouts_per_trial
     if env.num_envs != n:
         raise ValueError(
-            f"env has {env.num_envs} sub-envs; the protocol needs num_tasks * num_seeds = {n}"
+            f"env has {env.num_envs} sub-envs; the protocol needs num_tasks * num_seeds * "
+            f"rollouts_per_trial = {n}"
         )
     if num_episodes < 1:
         raise ValueError(f"num_episodes: got {num_episodes}; allowed: >= 1")
@@ -313,12 +324,16 @@ def run_trials(
             bar.set_postfix(episode=k + 1, success=f"{success[:, k].mean():.2f}")
     finally:
         bar.close()
-    trial = np.arange(n)
+
+    def per_trial(values: np.ndarray) -> np.ndarray:
+        return values.reshape(trials, rollouts_per_trial, num_episodes).mean(axis=1)
+
+    trial = np.arange(trials)
     return TrialResults(
-        success=success,
-        success_final=success_final,
-        returns=returns,
-        lengths=lengths,
+        success=per_trial(success),
+        success_final=per_trial(success_final),
+        returns=per_trial(returns),
+        lengths=per_trial(lengths),
         task_index=trial % num_tasks,
         seed_index=trial // num_tasks,
         physics_errors=physics_errors,

@@ -131,9 +131,12 @@ def _evaluate_methods(
     summaries = []
     for method in methods:
         kwargs = {**base_kwargs, **clean_env_kwargs(method.env_kwargs), "split": cfg.split}
-        env = make_eval_env(env_id, num_trials, seed=cfg.env_seed, env_kwargs=kwargs)
+        # An agent that adapts on several parallel rollouts of a task gets them: each trial's
+        # task in that many consecutive sub-envs, its metrics the means over them.
+        rollouts = int(getattr(method.agent, "rollouts_per_task", 1))
+        env = make_eval_env(env_id, num_trials * rollouts, seed=cfg.env_seed, env_kwargs=kwargs)
         try:
-            set_env_tasks(env, trial_tasks)
+            set_env_tasks(env, [task for task in trial_tasks for _ in range(rollouts)])
             results = run_trials(
                 method.agent,
                 env,
@@ -147,6 +150,7 @@ def _evaluate_methods(
                 progress=cfg.progress_bar,
                 desc=f"{method.name}: {cfg.num_tasks} tasks x {cfg.num_seeds} seeds",
                 episode_steps=cfg.episode_steps,
+                rollouts_per_trial=rollouts,
             )
         finally:
             env.close()

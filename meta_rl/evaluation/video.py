@@ -191,42 +191,68 @@ def record_trial(
     wanted = sorted(set(record))
     if not wanted or wanted[0] < 1 or wanted[-1] > num_episodes:
         raise ValueError(f"record: got {list(record)}; allowed: indices in 1..{num_episodes}")
-    env.unwrapped.set_task(task)  # type: ignore[attr-defined]
-    agent.begin_trial(1)
-    clips: list[EpisodeFrames] = []
-    for k in range(1, num_episodes + 1):
-        obs, _ = env.reset(seed=seed if k == 1 else None)
-        clip = EpisodeFrames(episode=k) if k in wanted else None
-        succeeded = False
-        if clip is not None:
-            clip.frames.append(_render(env))
-            clip.success_so_far.append(False)
-        done = False
-        steps = 0
-        while not done:
-            batch_obs = np.asarray(obs)[None]
-            action = np.asarray(agent.act(batch_obs, deterministic))
-            next_obs, reward, terminated, truncated, info = env.step(action[0])
-            steps += 1
-            done = bool(terminated or truncated) or (
-                episode_steps is not None and steps >= episode_steps
-            )
-            succeeded = succeeded or float(info.get("success", 0.0)) > 0.5
-            agent.observe(
-                batch_obs,
-                action,
-                np.asarray([reward], dtype=np.float64),
-                np.asarray(next_obs)[None],
-                np.asarray([done]),
-            )
-            obs = next_obs
+    # An agent that adapts on several parallel rollouts of a task gets them: the filmed env
+    # plus unfilmed copies of it on the same task (their observe rows are masked once ended).
+    rollouts = int(getattr(agent, "rollouts_per_task", 1))
+    envs = [env, *_unfilmed_copies(env, rollouts - 1)]
+    try:
+        for e in envs:
+            e.unwrapped.set_task(task)  # type: ignore[attr-defined]
+        agent.begin_trial(rollouts)
+        clips: list[EpisodeFrames] = []
+        for k in range(1, num_episodes + 1):
+            first = [e.reset(seed=None if k > 1 else seed + i)[0] for i, e in enumerate(envs)]
+            obs = np.stack([np.asarray(o) for o in first])
+            clip = EpisodeFrames(episode=k) if k in wanted else None
+            succeeded = False
             if clip is not None:
                 clip.frames.append(_render(env))
-                clip.success_so_far.append(succeeded)
-        agent.end_episode()
-        if clip is not None:
-            clips.append(clip)
+                clip.success_so_far.append(False)
+            active = np.ones(rollouts, dtype=bool)
+            steps = 0
+            while active.any():
+                action = np.asarray(agent.act(obs, deterministic))
+                next_obs, reward, done = obs.copy(), np.zeros(rollouts), ~active
+                steps += 1
+                for i in np.flatnonzero(active):
+                    o, r, terminated, truncated, info = envs[i].step(action[i])
+                    next_obs[i], reward[i] = np.asarray(o), float(r)
+                    done[i] = bool(terminated or truncated) or (
+                        episode_steps is not None and steps >= episode_steps
+                    )
+                    if i == 0:
+                        succeeded = succeeded or float(info.get("success", 0.0)) > 0.5
+                        if clip is not None:
+                            clip.frames.append(_render(env))
+                            clip.success_so_far.append(succeeded)
+                if rollouts == 1:
+                    agent.observe(obs, action, reward, next_obs, done)
+                else:
+                    agent.observe(  # type: ignore[call-arg]
+                        obs, action, reward, next_obs, done, mask=active.copy()
+                    )
+                active &= ~done
+                obs = next_obs
+            agent.end_episode()
+            if clip is not None:
+                clips.append(clip)
+    finally:
+        for e in envs[1:]:
+            e.close()
     return clips
+
+
+def _unfilmed_copies(env: gym.Env[Any, Any], count: int) -> list[gym.Env[Any, Any]]:
+    """``count`` copies of ``env`` made from its spec, without rendering."""
+    if count <= 0:
+        return []
+    if env.spec is None:
+        raise ValueError(
+            "env: an agent with several rollouts per task needs an env made by gymnasium.make "
+            "(its spec makes the unfilmed copies)"
+        )
+    kwargs = {**env.spec.kwargs, "render_mode": None}
+    return [gym.make(env.spec.id, **kwargs) for _ in range(count)]
 
 
 def _labelled(clip: EpisodeFrames, num_episodes: int, obj: str, title: str) -> list[np.ndarray]:
