@@ -150,7 +150,7 @@ def make_inner_loss(
         return out.mean, out.log_std
 
     if cfg.maml.inner_loss == "policy_gradient":
-        return policy_gradient_inner_loss(dist_fn)
+        return policy_gradient_inner_loss(dist_fn, estimator=cfg.maml.inner_estimator)
 
     reward_net = networks.decoder.reward_net
     low = torch.as_tensor(action_low, dtype=torch.float32)

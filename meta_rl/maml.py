@@ -433,6 +433,7 @@ def policy_gradient_inner_loss(
     dist_fn: Callable[[Params, Any], tuple[Tensor, Tensor]],
     *,
     normalize_advantages: bool = True,
+    estimator: str = "reinforce",
 ) -> Callable[[Params, PolicyGradientBatch], Tensor]:
     """The MAML-RL inner loss ``-(log pi(a|s; theta) * A).mean()`` over the valid steps.
 
@@ -442,7 +443,18 @@ def policy_gradient_inner_loss(
     ``obs=(obs, belief)`` and ``dist_fn = lambda p, x: model(p, *x)[:2]``. Advantages are
     constants (detached); with ``normalize_advantages`` they are standardised per task over the
     valid steps, which makes the step size independent of the reward scale.
+
+    ``estimator="lvc"`` is ProMP's low-variance curvature surrogate (Rothfuss et al., 2019):
+    ``-(pi / stop_gradient(pi) * A).mean()``, written as ``-((stop_gradient(log pi) + pi /
+    stop_gradient(pi) - 1) * A).mean()`` so that its value and gradient equal those of
+    ``"reinforce"`` at every ``theta`` (the ratio is 1), and the inner step is the same; its
+    second derivative gains ``-(A * grad log pi grad log pi^T).mean()``, the per-step part of the
+    term through which the outer loss credits the pre-update policy for sampling the data it
+    adapts on. MAML-RL's surrogate leaves that term out, so its meta-gradient never rewards
+    exploration that makes the inner step informative.
     """
+    if estimator not in ("reinforce", "lvc"):
+        raise ValueError(f"estimator: got {estimator!r}; allowed: 'reinforce', 'lvc'")
 
     def loss(params: Params, batch: PolicyGradientBatch) -> Tensor:
         mask = batch.mask.to(batch.advantages.dtype)
@@ -453,6 +465,12 @@ def policy_gradient_inner_loss(
             adv = (adv - mean) / (var.sqrt() + 1e-8)
         mu, log_std = dist_fn(params, batch.obs)
         log_prob = gaussian_log_prob(mu, log_std, batch.actions)
+        if estimator == "lvc":
+            # log pi (its value, no gradient) + ratio - 1 (value 0, the gradient of log pi): the
+            # value and gradient of REINFORCE's surrogate, the curvature of LVC's.
+            fixed = log_prob.detach()
+            surrogate = fixed + torch.exp(log_prob - fixed) - 1.0
+            return -_masked_mean(surrogate * adv, mask)
         return -_masked_mean(log_prob * adv, mask)
 
     return loss

@@ -45,6 +45,12 @@ class MAMLConfig(Config):
         ge=1,
         le=64,
     )
+    inner_estimator: Literal["reinforce", "lvc"] = param(
+        "reinforce",
+        "Surrogate of the policy-gradient inner loss: 'reinforce' is -log pi * A (MAML-RL); "
+        "'lvc' is ProMP's -(pi / stop_gradient(pi)) * A: the same inner step, but its second "
+        "derivative also credits the pre-update policy for the data it collected.",
+    )
     inner_loss: Literal["policy_gradient", "task_model"] = param(
         "policy_gradient",
         "Inner loss: a policy-gradient surrogate with the value baseline on the episode just "

@@ -608,3 +608,63 @@ def test_adapt_on_cuda_matches_cpu() -> None:
     torch.testing.assert_close(gpu_loss.cpu(), cpu_loss)
     for g, c in zip(meta_grads(meta, support_gpu, query_gpu), cpu_grads, strict=True):
         torch.testing.assert_close(g.cpu(), c)
+
+
+def test_lvc_surrogate_adds_the_score_outer_product_to_the_curvature() -> None:
+    """ProMP's LVC: the same loss and inner gradient as REINFORCE at every theta; its Hessian is
+    REINFORCE's minus ``mean(A * g g^T)`` with g the score of each step (mask and advantage
+    standardisation included)."""
+    policy, model = _policy()
+    batch = _pg_batch(1, 12, seed=3)
+    one = PolicyGradientBatch(*(x[0] for x in batch))
+    params = {k: v.detach().clone() for k, v in policy.named_parameters()}
+    names = list(params)
+    flat = torch.cat([params[n].reshape(-1) for n in names])
+    sizes = [params[n].numel() for n in names]
+
+    def unflat(v: Tensor) -> dict[str, Tensor]:
+        parts = torch.split(v, sizes)
+        return {n: p.reshape(params[n].shape) for n, p in zip(names, parts, strict=True)}
+
+    reinforce = policy_gradient_inner_loss(model)
+    lvc = policy_gradient_inner_loss(model, estimator="lvc")
+    torch.testing.assert_close(lvc(params, one), reinforce(params, one))
+    g_r = torch.func.grad(lambda v: reinforce(unflat(v), one))(flat)
+    g_l = torch.func.grad(lambda v: lvc(unflat(v), one))(flat)
+    torch.testing.assert_close(g_l, g_r)
+    h_r = torch.func.hessian(lambda v: reinforce(unflat(v), one))(flat)
+    h_l = torch.func.hessian(lambda v: lvc(unflat(v), one))(flat)
+
+    valid = one.mask.bool()
+    adv = one.advantages[valid]
+    adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
+
+    def log_prob(v: Tensor, t: int) -> Tensor:
+        mean, log_std = model(unflat(v), one.obs[t])
+        return gaussian_log_prob(mean, log_std, one.actions[t])
+
+    scores = torch.stack(
+        [torch.func.grad(log_prob)(flat, t) for t in range(len(one.mask)) if valid[t]]
+    )
+    outer = (adv[:, None, None] * scores[:, :, None] * scores[:, None, :]).mean(0)
+    torch.testing.assert_close(h_l, h_r - outer)
+    assert outer.abs().max() > 1e-3  # the term is not negligible here
+    with pytest.raises(ValueError, match=r"estimator: got 'dice'; allowed: 'reinforce', 'lvc'"):
+        policy_gradient_inner_loss(model, estimator="dice")
+
+
+def test_lvc_changes_the_meta_gradient_but_not_the_adapted_parameters() -> None:
+    policy, model = _policy()
+    batch = _pg_batch(3, 10, seed=4)
+    query = _pg_batch(3, 10, seed=5)
+    meta = MetaSGD(policy, cfg(adapt_layers="all", inner_lr=0.1))
+    grads, adapted = [], []
+    for estimator in ("reinforce", "lvc"):
+        loss_fn = policy_gradient_inner_loss(model, estimator=estimator)
+        params = meta.adapt(meta.init_params(3), loss_fn, batch)
+        adapted.append({k: v.detach() for k, v in params.items()})
+        outer = batched_loss(loss_fn, params, query).sum()
+        grads.append(torch.autograd.grad(outer, list(policy.parameters())))
+    for k in adapted[0]:
+        torch.testing.assert_close(adapted[1][k], adapted[0][k])
+    assert any(not torch.allclose(a, b) for a, b in zip(*grads, strict=True))

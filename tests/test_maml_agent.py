@@ -204,6 +204,15 @@ def test_outer_gradient_flows_through_the_inner_step_and_second_order_differs(
     torch.testing.assert_close(second["policy.critic.0.weight"], first["policy.critic.0.weight"])
 
 
+def test_the_lvc_estimator_changes_only_the_meta_gradient(tmp_path: Path) -> None:
+    """Same collected trials and inner steps (same seeds), another outer gradient."""
+    reinforce = _meta_gradients(tmp_path / "r")
+    lvc = _meta_gradients(tmp_path / "l", "maml.inner_estimator=lvc")
+    out = "policy.actor.4.weight"  # the adapted output layer
+    assert not torch.allclose(lvc[out], reinforce[out], rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(lvc["policy.critic.0.weight"], reinforce["policy.critic.0.weight"])
+
+
 def test_without_the_inner_loop_step_sizes_get_no_gradient(tmp_path: Path) -> None:
     grads = _meta_gradients(tmp_path, "maml.adapt_episodes=1", "env.episodes_per_trial=1")
     for k, g in grads.items():
