@@ -135,3 +135,37 @@ def test_evaluate_ablations_refuses_runs_of_different_envs(tmp_path: Path) -> No
 def test_bench_ablations_refuses_bad_jobs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"jobs: got 0; allowed: an integer >= 1"):
         bench_ablations(tmp_path, jobs=0)
+
+
+def test_bench_train_compare_evaluates_trained_runs_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs trained apart (another seed, several rollouts per task) in one table; real physics,
+    the filmed agent adapting on two rollouts per task."""
+    from meta_rl.cli import main
+
+    push = ("env.id=metarl/Push-v0", "env.kwargs={side_goals: 0.1, push_target: inward}")
+    maml = _tiny_run(
+        tmp_path, "maml", *push, "maml.enabled=true", "maml.rollouts_per_task=2", "train.seed=1"
+    )
+    plain = _tiny_run(tmp_path, "plain", *push)
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(
+        "num_tasks: 2\nnum_seeds: 1\nnum_episodes: 2\nnum_videos: 1\nnum_bootstrap: 100\n"
+        "video_size: [96, 96]\nwandb_mode: disabled\nprogress_bar: false\n"
+    )
+    out = tmp_path / "cmp"
+    argv = ["bench-train", "--eval-config", str(cfg), "--out", str(out)]
+    assert main([*argv, "--compare", f"maml={maml}", "--compare", f"plain={plain}"]) == 0
+    data = json.loads((out / "eval" / "eval.json").read_text())
+    assert list(data["methods"]) == ["maml", "maml zero-shot", "plain", "plain zero-shot"]
+    # Two rollouts per trial for the MAML agent and its control: success in steps of 1/2.
+    for name in ("maml", "maml zero-shot"):
+        success = [v for row in data["methods"][name]["per_trial"]["success"] for v in row]
+        assert all(v in (0.0, 0.5, 1.0) for v in success)
+    assert len(data["files"]["videos"]) == 1
+    assert "| maml zero-shot |" in capsys.readouterr().out
+    assert main([*argv, "--compare", "nameless"]) == 2
+    assert "--compare: got 'nameless'; allowed: NAME=RUN_DIR" in capsys.readouterr().err
+    assert main(["bench-train", "--compare", f"maml={maml}"]) == 2
+    assert "--compare needs --eval-config" in capsys.readouterr().err

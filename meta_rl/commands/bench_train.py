@@ -40,6 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "under this evaluation protocol (configs/eval/ablations.yaml) into <out>/eval.",
     )
     parser.add_argument(
+        "--compare",
+        action="append",
+        default=None,
+        metavar="NAME=RUN_DIR",
+        help="Instead of training: evaluate these trained runs (their last checkpoints, e.g. "
+        "other seeds or settings) and their zero-shot controls together under --eval-config, "
+        "into <out>/eval, and print the table (repeatable).",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -49,6 +58,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "overrides", nargs="*", help="Overrides for every variant (e.g. env.tasks_per_batch=8)."
     )
+
+
+def _compare_runs(args: argparse.Namespace) -> int:
+    from meta_rl.benchmark import evaluate_ablations
+    from meta_rl.config import load_config
+    from meta_rl.evaluation.config import EvalConfig
+
+    if args.ablations is not None or args.meta_update_cost or args.jobs != 1:
+        raise UsageError(
+            "--compare evaluates trained runs: drop --ablations, --jobs and --meta-update-cost"
+        )
+    if not args.eval_config:
+        raise UsageError("--compare needs --eval-config (e.g. configs/eval/ablations.yaml)")
+    runs: dict[str, Path] = {}
+    for item in args.compare:
+        name, sep, run_dir = item.partition("=")
+        if not sep or not name or not run_dir:
+            raise UsageError(f"--compare: got {item!r}; allowed: NAME=RUN_DIR")
+        if name in runs:
+            raise UsageError(f"--compare: the name {name!r} is given twice; names must be unique")
+        runs[name] = Path(run_dir)
+    out = Path(args.out) / "eval"
+    evaluate_ablations(runs, load_config(EvalConfig, args.eval_config), out)
+    print((out / "eval.md").read_text())
+    print(f"wrote {out / 'eval.json'} and eval.md")
+    return 0
 
 
 def _run_ablations(args: argparse.Namespace) -> int:
@@ -92,6 +127,8 @@ def _run_ablations(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from meta_rl.benchmark import bench_train
 
+    if args.compare is not None:
+        return _compare_runs(args)
     if args.ablations is not None:
         return _run_ablations(args)
     for flag, value in (
