@@ -151,13 +151,15 @@ def test_bench_train_compare_evaluates_trained_runs_together(
     plain = _tiny_run(tmp_path, "plain", *push)
     cfg = tmp_path / "eval.yaml"
     cfg.write_text(
-        "num_tasks: 2\nnum_seeds: 1\nnum_episodes: 2\nnum_videos: 1\nnum_bootstrap: 100\n"
+        "num_tasks: 5\nnum_seeds: 1\nnum_episodes: 2\nnum_videos: 1\nnum_bootstrap: 100\n"
         "video_size: [96, 96]\nwandb_mode: disabled\nprogress_bar: false\n"
     )
     out = tmp_path / "cmp"
     argv = ["bench-train", "--eval-config", str(cfg), "--out", str(out)]
-    assert main([*argv, "--compare", f"maml={maml}", "--compare", f"plain={plain}"]) == 0
+    compare = ["--compare", f"maml={maml}", "--compare", f"plain={plain}"]
+    assert main([*argv, *compare, "num_tasks=2"]) == 0  # an override of the protocol
     data = json.loads((out / "eval" / "eval.json").read_text())
+    assert data["protocol"]["num_tasks"] == 2
     assert list(data["methods"]) == ["maml", "maml zero-shot", "plain", "plain zero-shot"]
     # Two rollouts per trial for the MAML agent and its control: success in steps of 1/2.
     for name in ("maml", "maml zero-shot"):

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=RUN_DIR",
         help="Instead of training: evaluate these trained runs (their last checkpoints, e.g. "
         "other seeds or settings) and their zero-shot controls together under --eval-config, "
-        "into <out>/eval, and print the table (repeatable).",
+        "into <out>/eval, and print the table (repeatable). The positional overrides then "
+        "change the evaluation protocol (e.g. num_tasks=300).",
     )
     parser.add_argument(
         "--jobs",
@@ -80,7 +81,9 @@ def _compare_runs(args: argparse.Namespace) -> int:
             raise UsageError(f"--compare: the name {name!r} is given twice; names must be unique")
         runs[name] = Path(run_dir)
     out = Path(args.out) / "eval"
-    evaluate_ablations(runs, load_config(EvalConfig, args.eval_config), out)
+    # The positional overrides are the evaluation protocol's here (e.g. num_tasks=300).
+    eval_cfg = load_config(EvalConfig, args.eval_config, list(args.overrides))
+    evaluate_ablations(runs, eval_cfg, out)
     print((out / "eval.md").read_text())
     print(f"wrote {out / 'eval.json'} and eval.md")
     return 0
