@@ -210,6 +210,14 @@ class ExperimentConfig(Config):
                 f"maml.rollouts_per_task: got {m} with maml.enabled false; allowed: 1 unless "
                 "the MAML inner loop is on (the rollouts of a task are its inner batch)"
             )
+        if self.maml.outer_episodes == "adapted" and (
+            not self.maml.enabled or self.env.episodes_per_trial < 2
+        ):
+            raise ValueError(
+                "maml.outer_episodes: got 'adapted'; it needs maml.enabled true and "
+                f"env.episodes_per_trial >= 2 (got {self.maml.enabled}, "
+                f"{self.env.episodes_per_trial}): otherwise no episode is adapted; use 'all'"
+            )
         if m > 1 and self.maml.inner_loss != "policy_gradient":
             raise ValueError(
                 f"maml.rollouts_per_task: got {m} with maml.inner_loss "

@@ -37,6 +37,13 @@ class MAMLConfig(Config):
         "Adapt after each of the first k episodes of a trial; null means after every episode.",
         ge=1,
     )
+    outer_episodes: Literal["all", "adapted"] = param(
+        "all",
+        "Episodes whose PPO policy loss the outer loop optimises: 'all' of the trial (its "
+        "return, as the context agents do), or only the 'adapted' ones, acted with adapted "
+        "parameters (MAML-RL, ProMP): the pre-update policy is then trained only through what "
+        "its episodes make the inner step do, free to explore. The value loss covers all.",
+    )
     rollouts_per_task: int = param(
         1,
         "Episodes run in parallel on each task, per episode of a trial; the inner step adapts "

@@ -100,13 +100,23 @@ def ppo_loss(
     return ppo_loss_from_output(out, batch, cfg)
 
 
-def ppo_loss_from_output(out: PolicyOutput, batch: PPOBatch, cfg: PPOConfig) -> PPOTerms:
+def ppo_loss_from_output(
+    out: PolicyOutput,
+    batch: PPOBatch,
+    cfg: PPOConfig,
+    *,
+    policy_mask: torch.Tensor | None = None,
+) -> PPOTerms:
     """The clipped PPO objective given the policy's output on ``batch`` (any common shape).
 
     ``batch.obs`` and ``batch.belief`` are not read: ``out`` was computed from them, e.g. by the
-    MAML outer loop with different (adapted) parameters per task and episode.
+    MAML outer loop with different (adapted) parameters per task and episode. ``policy_mask``
+    (shaped like ``batch.mask``; None: ``batch.mask``) restricts the policy and entropy terms
+    (and the advantage standardisation) to some steps, e.g. the post-adaptation episodes; the
+    value loss still covers every valid step.
     """
-    w = batch.mask.to(out.value.dtype)
+    w_value = batch.mask.to(out.value.dtype)
+    w = w_value if policy_mask is None else policy_mask.to(out.value.dtype) * w_value
     denom = w.sum().clamp_min(1.0)
 
     def mean(x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +132,9 @@ def ppo_loss_from_output(out: PolicyOutput, batch: PPOBatch, cfg: PPOConfig) -> 
     ratio = log_ratio.exp()
     surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
     policy_loss = -mean(surrogate)
-    value_loss = 0.5 * mean((out.value - batch.returns) ** 2)
+    value_loss = (
+        0.5 * ((out.value - batch.returns) ** 2 * w_value).sum() / w_value.sum().clamp_min(1.0)
+    )
     entropy = mean(gaussian_entropy(out))
     total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
     with torch.no_grad():

@@ -433,7 +433,12 @@ class Trainer:
             returns=ret[:, idx].transpose(0, 1),
             mask=batch.mask[:, idx].transpose(0, 1),
         )
-        return ppo_loss_from_output(out, mb, cfg.ppo)
+        policy_mask = None
+        if cfg.maml.outer_episodes == "adapted":
+            # Episode 0 acts with the meta-parameters: only the later ones (adapted) count.
+            policy_mask = torch.ones_like(mb.mask, dtype=torch.bool)
+            policy_mask[:, :steps] = False
+        return ppo_loss_from_output(out, mb, cfg.ppo, policy_mask=policy_mask)
 
     def _inner_loss_stats(self, maml: MetaSGD, inner: dict[int, Any]) -> dict[str, list[float]]:
         """The inner loss on the first adapted episode before and after adapting on it."""

@@ -213,6 +213,50 @@ def test_the_lvc_estimator_changes_only_the_meta_gradient(tmp_path: Path) -> Non
     torch.testing.assert_close(lvc["policy.critic.0.weight"], reinforce["policy.critic.0.weight"])
 
 
+@pytest.mark.parametrize("outer", ["all", "adapted"])
+def test_outer_episodes_adapted_leaves_the_pre_update_episode_out_of_the_policy_loss(
+    tmp_path: Path, outer: str
+) -> None:
+    """With 'adapted', episode 1's advantages do not reach the gradient (its actions were the
+    meta-parameters'); the meta-parameters and step sizes still learn from the later episodes."""
+    trainer = Trainer(_cfg(tmp_path, f"maml.outer_episodes={outer}"), tmp_path / "run", None)
+    batch = trainer.collect()
+    adv, ret = trainer.advantages(batch)
+    steps = batch.rewards.shape[0] // 3
+    shifted = adv.clone()
+    shifted[:steps] = torch.randn(steps, adv.shape[1], generator=torch.Generator().manual_seed(0))
+    trainer.networks.train()
+    named = dict(trainer.networks.named_parameters())
+    grads = []
+    for a in (adv, shifted):
+        terms = trainer.maml_loss(batch, a, ret, torch.arange(batch.rewards.shape[1]))
+        grads.append(
+            dict(
+                zip(
+                    named,
+                    torch.autograd.grad(terms.total, list(named.values()), allow_unused=True),
+                    strict=True,
+                )
+            )
+        )
+    trainer.close()
+    actor = "policy.actor.0.weight"
+    same = torch.allclose(grads[0][actor], grads[1][actor])
+    assert same == (outer == "adapted")
+    sizes = [k for k in named if k.startswith("maml.log_step_sizes.")]
+    assert all(grads[0][k] is not None and grads[0][k].abs().sum() > 0 for k in sizes)
+
+
+def test_outer_episodes_adapted_needs_an_adapted_episode() -> None:
+    with pytest.raises(ValueError, match=r"maml.outer_episodes: got 'adapted'; it needs"):
+        load_experiment(None, ["maml.outer_episodes=adapted", "env.episodes_per_trial=3"])
+    with pytest.raises(ValueError, match=r"env.episodes_per_trial >= 2 \(got True, 1\)"):
+        load_experiment(
+            None,
+            ["maml.enabled=true", "maml.outer_episodes=adapted", "env.episodes_per_trial=1"],
+        )
+
+
 def test_without_the_inner_loop_step_sizes_get_no_gradient(tmp_path: Path) -> None:
     grads = _meta_gradients(tmp_path, "maml.adapt_episodes=1", "env.episodes_per_trial=1")
     for k, g in grads.items():
