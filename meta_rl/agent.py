@@ -329,8 +329,7 @@ class MetaAgent:
             raise RuntimeError("MetaAgent: call begin_trial(num_envs) first")
         if self._params is not None:
             return self._params
-        n = self._belief.mean.shape[0]
-        return {k: p.expand(n, *p.shape) for k, p in self.networks.policy.named_parameters()}
+        return self._meta_params(self._belief.mean.shape[0])
 
     def _per_task_params(self) -> dict[str, torch.Tensor]:
         """The parameters of each task (``(N / rollouts_per_task, *shape)``) to adapt next."""
@@ -338,7 +337,10 @@ class MetaAgent:
             return self._task_params
         if self._belief is None:
             raise RuntimeError("MetaAgent: call begin_trial(num_envs) first")
-        n = self._belief.mean.shape[0] // self.rollouts_per_task
+        return self._meta_params(self._belief.mean.shape[0] // self.rollouts_per_task)
+
+    def _meta_params(self, n: int) -> dict[str, torch.Tensor]:
+        """The meta-parameters expanded to ``(n, *shape)`` (views, no copy)."""
         return {k: p.expand(n, *p.shape) for k, p in self.networks.policy.named_parameters()}
 
     def _explores(self) -> bool:

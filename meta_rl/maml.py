@@ -77,6 +77,7 @@ __all__ = [
     "expand_rollouts",
     "functional_model",
     "gaussian_log_prob",
+    "map_batch",
     "merge_rollouts",
     "policy_gradient_inner_loss",
     "select_adapted_names",
@@ -318,17 +319,14 @@ def _key(name: str) -> str:
 
 
 def _leaves(tree: Any, path: str) -> list[tuple[str, Tensor]]:
-    if isinstance(tree, Tensor):
-        return [(path, tree)]
-    if isinstance(tree, Mapping):
-        return [leaf for k, v in tree.items() for leaf in _leaves(v, f"{path}[{k!r}]")]
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return [leaf for k in tree._fields for leaf in _leaves(getattr(tree, k), f"{path}.{k}")]
-    if isinstance(tree, (tuple, list)):
-        return [leaf for i, v in enumerate(tree) for leaf in _leaves(v, f"{path}[{i}]")]
-    raise ValueError(
-        f"{path}: got {type(tree).__name__}; a batch holds tensors in tuples, lists and dicts"
-    )
+    out: list[tuple[str, Tensor]] = []
+
+    def keep(leaf_path: str, leaf: Tensor) -> Tensor:
+        out.append((leaf_path, leaf))
+        return leaf
+
+    map_batch(tree, keep, path)
+    return out
 
 
 def batched_loss(loss_fn: LossFn, params: Mapping[str, Tensor], batch: Any) -> Tensor:
@@ -359,7 +357,7 @@ def merge_rollouts(batch: Any, rollouts: int) -> Any:
             )
         return t.reshape(t.shape[0] // rollouts, rollouts * t.shape[1], *t.shape[2:])
 
-    return _map_leaves(batch, merge, "batch")
+    return map_batch(batch, merge)
 
 
 def expand_rollouts(params: Mapping[str, Tensor], rollouts: int) -> Params:
@@ -372,15 +370,17 @@ def expand_rollouts(params: Mapping[str, Tensor], rollouts: int) -> Params:
     return {n: t.repeat_interleave(rollouts, dim=0) for n, t in params.items()}
 
 
-def _map_leaves(tree: Any, fn: Callable[[str, Tensor], Tensor], path: str) -> Any:
+def map_batch(tree: Any, fn: Callable[[str, Tensor], Tensor], path: str = "batch") -> Any:
+    """``fn(path, tensor)`` applied to every tensor of a batch (tensors in tuples, NamedTuples,
+    lists and dicts), keeping its structure; ``path`` names each tensor in errors."""
     if isinstance(tree, Tensor):
         return fn(path, tree)
     if isinstance(tree, Mapping):
-        return {k: _map_leaves(v, fn, f"{path}[{k!r}]") for k, v in tree.items()}
+        return {k: map_batch(v, fn, f"{path}[{k!r}]") for k, v in tree.items()}
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_map_leaves(getattr(tree, k), fn, f"{path}.{k}") for k in tree._fields))
+        return type(tree)(*(map_batch(getattr(tree, k), fn, f"{path}.{k}") for k in tree._fields))
     if isinstance(tree, (tuple, list)):
-        return type(tree)(_map_leaves(v, fn, f"{path}[{i}]") for i, v in enumerate(tree))
+        return type(tree)(map_batch(v, fn, f"{path}[{i}]") for i, v in enumerate(tree))
     raise ValueError(
         f"{path}: got {type(tree).__name__}; a batch holds tensors in tuples, lists and dicts"
     )

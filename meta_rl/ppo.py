@@ -117,10 +117,9 @@ def ppo_loss_from_output(
     """
     w_value = batch.mask.to(out.value.dtype)
     w = w_value if policy_mask is None else policy_mask.to(out.value.dtype) * w_value
-    denom = w.sum().clamp_min(1.0)
 
-    def mean(x: torch.Tensor) -> torch.Tensor:
-        return (x * w).sum() / denom
+    def mean(x: torch.Tensor, weights: torch.Tensor = w) -> torch.Tensor:
+        return (x * weights).sum() / weights.sum().clamp_min(1.0)
 
     adv = batch.advantages
     if cfg.normalize_advantages:
@@ -132,9 +131,7 @@ def ppo_loss_from_output(
     ratio = log_ratio.exp()
     surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
     policy_loss = -mean(surrogate)
-    value_loss = (
-        0.5 * ((out.value - batch.returns) ** 2 * w_value).sum() / w_value.sum().clamp_min(1.0)
-    )
+    value_loss = 0.5 * mean((out.value - batch.returns) ** 2, w_value)
     entropy = mean(gaussian_entropy(out))
     total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
     with torch.no_grad():

@@ -50,7 +50,13 @@ from meta_rl.config import to_dict
 from meta_rl.encoder import Belief
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
 from meta_rl.logging import RunLogger
-from meta_rl.maml import MetaSGD, batched_loss, expand_rollouts, functional_model
+from meta_rl.maml import (
+    MetaSGD,
+    batched_loss,
+    expand_rollouts,
+    functional_model,
+    map_batch,
+)
 from meta_rl.policy import PolicyOutput
 from meta_rl.ppo import (
     PPOBatch,
@@ -63,7 +69,12 @@ from meta_rl.ppo import (
 from meta_rl.rollout import TrialBatch, collect_trials
 from meta_rl.runs import create_run_dir, save_config
 from meta_rl.task_model import TrialTensors, elbo_loss, final_belief_error
-from meta_rl.vector import TaskVectorEnvLike, make_task_vector_env, registered_episode_steps
+from meta_rl.vector import (
+    TaskVectorEnvLike,
+    make_task_vector_env,
+    registered_episode_steps,
+    repeat_per_rollout,
+)
 
 __all__ = ["Trainer", "apply_update", "train"]
 
@@ -151,7 +162,7 @@ class Trainer:
         self.act_gen = torch.Generator().manual_seed(seed + 1)
         self.learn_gen = torch.Generator().manual_seed(seed + 2)
         # Held-out tasks are fixed for the run and drawn from their own seed stream.
-        self.eval_tasks = _with_rollouts(
+        self.eval_tasks = repeat_per_rollout(
             self.eval_venv.task_distribution.sample(
                 env.eval_tasks // cfg.maml.rollouts_per_task,
                 "test",
@@ -507,7 +518,7 @@ class Trainer:
         """Steps 1-2: one trial per freshly sampled train task (the agent adapts if MAML)."""
         cfg = self.cfg
         m = cfg.maml.rollouts_per_task
-        tasks = _with_rollouts(
+        tasks = repeat_per_rollout(
             self.venv.task_distribution.sample(cfg.env.tasks_per_batch // m, "train", self.np_rng),
             m,
         )
@@ -557,22 +568,9 @@ class Trainer:
         self.eval_venv.close()
 
 
-def _with_rollouts(tasks: list[Any], rollouts: int) -> list[Any]:
-    """Each task repeated for its ``rollouts`` consecutive sub-environments."""
-    return [task for task in tasks for _ in range(rollouts)]
-
-
 def _select(tree: Any, idx: torch.Tensor) -> Any:
     """Rows ``idx`` (tasks) of every tensor of a batch (tensors in tuples / NamedTuples)."""
-    if isinstance(tree, torch.Tensor):
-        return tree[idx]
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_select(v, idx) for v in tree))
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_select(v, idx) for v in tree)
-    if isinstance(tree, dict):
-        return {k: _select(v, idx) for k, v in tree.items()}
-    raise TypeError(f"batch: got {type(tree).__name__}; expected tensors in tuples or dicts")
+    return map_batch(tree, lambda _path, t: t[idx])
 
 
 def _resolve_resume(resume: Path) -> tuple[Path, Path]:

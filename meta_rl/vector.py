@@ -23,6 +23,7 @@ __all__ = [
     "TaskVectorEnvLike",
     "make_task_vector_env",
     "registered_episode_steps",
+    "repeat_per_rollout",
 ]
 
 
@@ -130,3 +131,9 @@ def registered_episode_steps(env_id: str) -> int | None:
     if env_id.startswith("metarl/"):
         import envs  # noqa: F401
     return gymnasium.spec(env_id).max_episode_steps
+
+
+def repeat_per_rollout(tasks: Sequence[Any], rollouts: int) -> list[Any]:
+    """Each task repeated for its ``rollouts`` consecutive sub-environments (an agent that
+    adapts on several parallel rollouts of a task: ``maml.rollouts_per_task``)."""
+    return [task for task in tasks for _ in range(rollouts)]

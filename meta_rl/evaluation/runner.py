@@ -34,6 +34,7 @@ from meta_rl.evaluation.protocol import (
 from meta_rl.evaluation.report import EvalReport, markdown_table, summarize_method
 from meta_rl.evaluation.video import describe_task, render_adaptation_video
 from meta_rl.evaluation.wandb_log import log_evaluation
+from meta_rl.vector import repeat_per_rollout
 
 __all__ = [
     "DEFAULT_WANDB_PROJECT",
@@ -136,7 +137,7 @@ def _evaluate_methods(
         rollouts = int(getattr(method.agent, "rollouts_per_task", 1))
         env = make_eval_env(env_id, num_trials * rollouts, seed=cfg.env_seed, env_kwargs=kwargs)
         try:
-            set_env_tasks(env, [task for task in trial_tasks for _ in range(rollouts)])
+            set_env_tasks(env, repeat_per_rollout(trial_tasks, rollouts))
             results = run_trials(
                 method.agent,
                 env,
