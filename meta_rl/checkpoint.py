@@ -8,7 +8,8 @@ The body holds ``meta`` (format version, config hash, env id, observation/action
 iteration, env steps), the resolved ``config``, the action bounds, the ``networks`` state dict
 and the ``trainer`` state (optimisers, generator states, normalisers, counters). Writes go to a
 temporary file in the same directory, are fsync'ed and moved into place with ``os.replace``,
-so a killed run never leaves a half-written checkpoint under the final name. Loading refuses,
+so a killed run never leaves a half-written checkpoint under the final name (the next save or
+resume removes the temporary file such a kill leaves behind). Loading refuses,
 with a :class:`CheckpointError` that says why, a file that is truncated or corrupt, of another
 format version, or (for resuming) made with another config, env id or spaces.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "check_compatible",
     "find_checkpoint",
     "load_checkpoint",
+    "remove_orphaned_temp_files",
     "save_checkpoint",
     "write_atomic",
 ]
@@ -46,6 +48,8 @@ __all__ = [
 FORMAT_VERSION = 1
 _MAGIC = b"METARL-CKPT\n"
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+# Temporary files of write_atomic (tempfile.mkstemp: ".<name>.<8 random chars>.tmp").
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class CheckpointError(ValueError):
@@ -70,6 +74,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_orphaned_temp_files(directory: Path) -> list[Path]:
+    """Delete the temporary files that :func:`write_atomic` left in ``directory`` when its
+    process was killed mid-write (never under a final name); returns what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = [p for p in directory.iterdir() if _TEMP.match(p.name) and p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -123,8 +139,13 @@ def check_compatible(
     obs_shape: tuple[int, ...],
     action_shape: tuple[int, ...],
     path: Path | str = "checkpoint",
+    config: dict[str, Any] | None = None,
 ) -> None:
-    """Refuse a checkpoint of another config, env id or observation/action shapes."""
+    """Refuse a checkpoint of another config, env id or observation/action shapes.
+
+    With ``config`` (this run's resolved config) a config mismatch names the keys that differ,
+    with the checkpoint's value and this run's.
+    """
     meta = payload["meta"]
     problems = []
     if meta.get("env_id") != env_id:
@@ -138,13 +159,30 @@ def check_compatible(
             f"action shape {tuple(meta.get('action_shape', ()))} (this run: {action_shape})"
         )
     if meta.get("config_hash") != config_hash:
-        problems.append(f"config hash {meta.get('config_hash')!r} (this run: {config_hash!r})")
+        problems.append(
+            f"config hash {meta.get('config_hash')!r} (this run: {config_hash!r})"
+            + _changed_keys(payload.get("config"), config)
+        )
     if problems:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not match this run: it has "
             + "; ".join(problems)
-            + ". Resume with the run's own config.yaml (metarl train --resume RUN_DIR)"
+            + ". Resume with the run's own config.yaml (metarl train --resume RUN_DIR); only "
+            "train.iterations, train.total_env_steps, train.device, train.torch_threads, "
+            "logging.* and the names may change on resume"
         )
+
+
+def _changed_keys(old: Any, new: dict[str, Any] | None) -> str:
+    """``", differing in: ppo.lr 0.0003 -> 0.5"`` (checkpoint's value -> this run's)."""
+    if not isinstance(old, dict) or new is None:
+        return ""
+    from meta_rl.experiment import config_changes, hashed_config
+
+    changes = config_changes(hashed_config(old), hashed_config(new))
+    if not changes:
+        return ""
+    return ", differing in: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
 
 
 class CheckpointManager:
@@ -176,6 +214,7 @@ class CheckpointManager:
     def save(self, iteration: int, payload: dict[str, Any], is_best: bool = False) -> Path:
         """Write ``ckpt_<iteration>.pt`` (and ``best.pt`` when ``is_best``), prune old ones."""
         path = self.directory / f"ckpt_{iteration:08d}.pt"
+        remove_orphaned_temp_files(self.directory)  # from a save that a kill interrupted
         save_checkpoint(path, payload)
         if is_best:
             save_checkpoint(self.best_path, payload)

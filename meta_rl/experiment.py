@@ -7,6 +7,7 @@ is documented and range-checked (``metarl train --help-config`` style listings c
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ __all__ = [
     "PolicyConfig",
     "TaskModelConfig",
     "TrainConfig",
+    "config_changes",
     "config_hash",
+    "hashed_config",
     "load_experiment",
     "resolve_device",
 ]
@@ -37,7 +40,16 @@ __all__ = [
 class EnvConfig(Config):
     """The task family that meta-training samples from."""
 
-    id: str = param("metarl/Reach-v0", "Gymnasium id of the env family (any TaskEnv protocol).")
+    id: str = param(
+        "metarl/Reach-v0",
+        "Gymnasium id of the env family (any TaskEnv protocol); Gymnasium's module:id form "
+        "imports the module first.",
+    )
+    module: str | None = param(
+        None,
+        "Python module imported before the env is made: it registers your own family's ids "
+        "(e.g. my_pkg.tasks; docs/byo_family.md). Recorded in the run, so evaluation finds it.",
+    )
     kwargs: dict[str, Any] = param(
         default_factory=dict,
         doc="Env constructor keyword arguments (tasks are sampled per split and pinned).",
@@ -250,13 +262,45 @@ def config_hash(cfg: ExperimentConfig) -> str:
     Logging, naming, the budget and the device are left out: a run may be resumed with a longer
     budget, on another device or with other logging.
     """
-    data = to_dict(cfg)
+    data = hashed_config(to_dict(cfg))
+    text = yaml.safe_dump(data, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config (:func:`~meta_rl.config.to_dict`) that :func:`config_hash`
+    covers: without logging, naming, budget and device."""
+    data = copy.deepcopy(data)
     for key in _HASH_EXCLUDED:
         data.pop(key, None)
     for key in _HASH_EXCLUDED_TRAIN:
-        data["train"].pop(key, None)
-    text = yaml.safe_dump(data, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+        data.get("train", {}).pop(key, None)
+    if data.get("env", {}).get("module", "absent") is None:
+        data["env"].pop("module")  # runs from before env.module keep their hash
+    return data
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf that differs between two resolved
+    configs (a key missing on one side has the value None there)."""
+    out: list[tuple[str, Any, Any]] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key), b.get(key), f"{prefix}{key}.")
+        elif _plain(a) != _plain(b):
+            out.append((prefix.rstrip("."), a, b))
+
+    walk(old, new, "")
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal (YAML and checkpoints store tuples as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def resolve_device(device: str) -> torch.device:

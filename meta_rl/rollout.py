@@ -68,8 +68,13 @@ class TrialBatch:
         )
 
 
-def _info_array(info: dict[str, Any], key: str, n: int) -> np.ndarray:
+def _info_array(info: dict[str, Any], key: str, n: int, required: bool = False) -> np.ndarray:
     value = info.get(key)
+    if value is None and required:
+        raise ValueError(
+            f"the env's step info has no {key!r}: every step of a task family must report "
+            f"info[{key!r}] (float 0/1; docs/design.md, 'Tasks'), else success is never measured"
+        )
     if value is None:
         return np.zeros(n, dtype=np.float64)
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
@@ -119,7 +124,7 @@ def collect_trials(
             done = np.ones(n, dtype=bool) if last else ended & valid
             reward = np.where(valid, np.asarray(reward, dtype=np.float32), 0.0).astype(np.float32)
             agent.observe(obs, out.env_action, reward, next_obs, done, mask=valid)
-            step_success = _info_array(info, "success", n) * valid
+            step_success = _info_array(info, "success", n, required=True) * valid
             success[k] = np.maximum(success[k], step_success)
             if last:
                 success_final[k] = step_success

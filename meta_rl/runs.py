@@ -1,15 +1,33 @@
-"""Run directories: ``runs/<experiment>__<seed>__<timestamp>/`` with the resolved config."""
+"""Run directories: ``runs/<experiment>__<seed>__<timestamp>/`` with the resolved config.
+
+A run directory holds one run only: a fresh run into a directory that already holds files is
+refused (:func:`check_fresh_run_dir`), and every resume is recorded in ``resumes.jsonl`` with
+the config keys it changed (the budget), which ``config.yaml`` then shows.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from meta_rl.config import save_config_yaml
+import yaml
 
-__all__ = ["RUN_SUBDIRS", "create_run_dir", "save_config"]
+from meta_rl.config import save_config_yaml, to_dict
+
+__all__ = [
+    "RESUMES_FILE",
+    "RUN_SUBDIRS",
+    "check_fresh_run_dir",
+    "create_run_dir",
+    "prepare_run_dir",
+    "record_resume",
+    "save_config",
+]
+
+RESUMES_FILE = "resumes.jsonl"
 
 RUN_SUBDIRS = ("checkpoints", "videos", "plots", "eval")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -32,6 +50,49 @@ def create_run_dir(root: str | Path, experiment: str, seed: int) -> Path:
     for sub in RUN_SUBDIRS:
         (run_dir / sub).mkdir()
     return run_dir
+
+
+def check_fresh_run_dir(run_dir: str | Path) -> None:
+    """Refuse (``ValueError``) a directory for a fresh run that already holds files."""
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--run-dir {str(path)!r} is a file; pass a directory for the new run")
+    if path.is_dir() and any(path.iterdir()):
+        held = ", ".join(sorted(p.name for p in path.iterdir())[:4])
+        raise ValueError(
+            f"--run-dir {str(path)!r} is not empty (it holds {held}): a fresh run would mix "
+            f"with it. Continue that run with `metarl train --resume {path}`, or pass a new "
+            "--run-dir (or none: a new folder under runs_dir)"
+        )
+
+
+def prepare_run_dir(run_dir: str | Path) -> Path:
+    """Create the (empty or missing) directory of a fresh run with its standard folders."""
+    path = Path(run_dir)
+    check_fresh_run_dir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for sub in RUN_SUBDIRS:
+        (path / sub).mkdir(exist_ok=True)
+    return path
+
+
+def record_resume(run_dir: str | Path, cfg: Any, iteration: int) -> dict[str, list[Any]]:
+    """Record a resume at ``iteration``: rewrite ``config.yaml`` with ``cfg`` (the resumed run's
+    resolved config, e.g. a longer budget) and append ``{"iteration", "time", "changes"}`` to
+    ``resumes.jsonl``; ``changes`` maps each changed dotted key to ``[old, new]``."""
+    from meta_rl.checkpoint import write_atomic
+    from meta_rl.experiment import config_changes
+
+    path = Path(run_dir) / "config.yaml"
+    new = to_dict(cfg)
+    old = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    changes = {k: [a, b] for k, a, b in config_changes(old or {}, new)}
+    if changes or not path.is_file():
+        write_atomic(path, yaml.safe_dump(new, sort_keys=False).encode())
+    line = {"iteration": iteration, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes}
+    with (Path(run_dir) / RESUMES_FILE).open("a") as f:
+        f.write(json.dumps(line, default=str) + "\n")
+    return changes
 
 
 def save_config(run_dir: str | Path, cfg: Any) -> Path:

@@ -44,11 +44,13 @@ from meta_rl.checkpoint import (
     CheckpointManager,
     check_compatible,
     load_checkpoint,
+    remove_orphaned_temp_files,
     write_atomic,
 )
 from meta_rl.config import to_dict
 from meta_rl.encoder import Belief
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
+from meta_rl.family import register_family, resolve_episode_steps
 from meta_rl.logging import RunLogger
 from meta_rl.maml import (
     MetaSGD,
@@ -67,12 +69,17 @@ from meta_rl.ppo import (
     ppo_loss_from_output,
 )
 from meta_rl.rollout import TrialBatch, collect_trials
-from meta_rl.runs import create_run_dir, save_config
+from meta_rl.runs import (
+    check_fresh_run_dir,
+    create_run_dir,
+    prepare_run_dir,
+    record_resume,
+    save_config,
+)
 from meta_rl.task_model import TrialTensors, elbo_loss, final_belief_error
 from meta_rl.vector import (
     TaskVectorEnvLike,
     make_task_vector_env,
-    registered_episode_steps,
     repeat_per_rollout,
 )
 
@@ -122,31 +129,39 @@ def _summarize_losses(stats: dict[str, list[float]]) -> dict[str, float]:
 class Trainer:
     """Owns the networks, optimisers, generators, envs and logger of one run."""
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, resume_from: Path | None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, run_dir: Path | None, resume_from: Path | None = None
+    ) -> None:
+        """Build everything of a run and restore ``resume_from``; nothing is written to disk
+        until :meth:`attach` gives the run directory (``run_dir`` here attaches at once)."""
         self.cfg = cfg
-        self.run_dir = run_dir
         if cfg.train.torch_threads is not None:
             torch.set_num_threads(cfg.train.torch_threads)
         self.device = resolve_device(cfg.train.device)
         env = cfg.env
-        steps = env.episode_steps or registered_episode_steps(env.id)
-        if steps is None:
-            raise ValueError(
-                f"env.episode_steps: {env.id!r} has no registered max_episode_steps; set "
-                "env.episode_steps"
-            )
-        self.episode_steps = int(steps)
+        # The family's module is imported here (env.module or module:id); later calls use the
+        # bare registered id. cfg.env.id itself is what the checkpoints record.
+        env_id = register_family(env.id, env.module)
+        self.episode_steps = resolve_episode_steps(env_id, env.episode_steps, "env.episode_steps")
         seed = cfg.train.seed
         self.venv: TaskVectorEnvLike = make_task_vector_env(
-            env.id,
+            env_id,
             env.tasks_per_batch,
             num_threads=env.num_threads,
             batched=env.batched,
             **env.kwargs,
         )
-        self.eval_venv: TaskVectorEnvLike = make_task_vector_env(
-            env.id, env.eval_tasks, num_threads=env.num_threads, batched=env.batched, **env.kwargs
-        )
+        try:
+            self.eval_venv: TaskVectorEnvLike = make_task_vector_env(
+                env_id,
+                env.eval_tasks,
+                num_threads=env.num_threads,
+                batched=env.batched,
+                **env.kwargs,
+            )
+        except BaseException:
+            self.venv.close()
+            raise
         obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
         assert obs_space.shape is not None and act_space.shape is not None
         self.obs_shape = tuple(int(s) for s in obs_space.shape)
@@ -192,9 +207,25 @@ class Trainer:
         self.scaler = ReturnScaler(cfg.ppo.gamma, enabled=cfg.ppo.normalize_rewards)
         self.counters = _Counters()
         self.config_hash = config_hash(cfg)
-        self.checkpoints = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoints)
+        self.run_dir: Path | None = None
+        self._checkpoints: CheckpointManager | None = None
         if resume_from is not None:
             self._restore(resume_from)
+        if run_dir is not None:
+            self.attach(run_dir)
+
+    def attach(self, run_dir: Path) -> None:
+        """Write this run's checkpoints into ``run_dir/checkpoints``."""
+        self.run_dir = run_dir
+        self._checkpoints = CheckpointManager(
+            run_dir / "checkpoints", self.cfg.train.keep_checkpoints
+        )
+
+    @property
+    def checkpoints(self) -> CheckpointManager:
+        if self._checkpoints is None:
+            raise RuntimeError("Trainer.attach(run_dir) must come before checkpoints are saved")
+        return self._checkpoints
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -241,6 +272,7 @@ class Trainer:
             obs_shape=self.obs_shape,
             action_shape=self.action_shape,
             path=path,
+            config=to_dict(self.cfg),
         )
         try:
             self.networks.load_state_dict(payload["networks"])
@@ -604,22 +636,37 @@ def train(
     """Meta-train with ``cfg``; returns the run directory.
 
     ``resume`` (a run dir, or one of its checkpoint files) continues that run from its last
-    checkpoint; ``cfg`` must then be the run's own config (its hash is checked). Otherwise a
-    fresh run dir is created under ``cfg.runs_dir`` (or ``run_dir`` is used).
+    checkpoint; ``cfg`` must then be the run's own config (its hash is checked; a changed budget
+    is recorded in ``config.yaml`` and ``resumes.jsonl``). Otherwise a fresh run dir is created
+    under ``cfg.runs_dir``, or ``run_dir`` is used if it is empty or missing (one that holds
+    files is refused). Nothing is written before the config, the env and the checkpoint to
+    resume are validated.
     """
     ckpt: Path | None = None
     if resume is not None:
         run_dir, ckpt = _resolve_resume(resume)
-    elif run_dir is None:
-        run_dir = create_run_dir(cfg.runs_dir, cfg.experiment, cfg.train.seed)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.yaml").exists():
-        save_config(run_dir, cfg)
-    trainer = Trainer(cfg, run_dir, ckpt)
+    elif run_dir is not None:
+        check_fresh_run_dir(run_dir)
+    trainer = Trainer(cfg, None, ckpt)
     c = trainer.counters
-    if ckpt is not None:
-        _drop_metrics_after(run_dir, c.iteration)
+    try:
+        if ckpt is not None:
+            assert run_dir is not None
+            # A kill during a save leaves a temporary file behind: clear it up.
+            remove_orphaned_temp_files(run_dir / "checkpoints")
+            remove_orphaned_temp_files(run_dir)
+            record_resume(run_dir, cfg, c.iteration)
+            _drop_metrics_after(run_dir, c.iteration)
+        else:
+            if run_dir is None:
+                run_dir = create_run_dir(cfg.runs_dir, cfg.experiment, cfg.train.seed)
+            else:
+                prepare_run_dir(run_dir)
+            save_config(run_dir, cfg)
+        trainer.attach(run_dir)
+    except BaseException:
+        trainer.close()
+        raise
     logger = RunLogger(
         run_dir,
         cfg.logging,

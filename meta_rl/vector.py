@@ -1,6 +1,7 @@
 """Task-aware vector envs for any env family that follows the task protocol of docs/design.md.
 
-An env family is usable for meta-training when ``env.unwrapped`` offers::
+An env family is usable for meta-training when ``env.unwrapped`` (or a wrapper of it, see
+:class:`meta_rl.family.TaskWrapper`) offers::
 
     task_distribution.sample(n: int, split: str, rng: numpy.random.Generator) -> list[Task]
     set_task(task) -> None        # pins the task for all later resets
@@ -17,6 +18,8 @@ from typing import Any, Protocol
 
 import gymnasium
 from gymnasium.vector import SyncVectorEnv
+
+from meta_rl.family import find_task_env, make_env, register_family, registered_episode_steps
 
 __all__ = [
     "TaskSyncVectorEnv",
@@ -48,35 +51,24 @@ class TaskVectorEnvLike(Protocol):
     def close(self) -> None: ...
 
 
-def _check_task_env(env: gymnasium.Env[Any, Any], env_id: str) -> None:
-    inner = env.unwrapped
-    missing = [n for n in ("task_distribution", "set_task") if not hasattr(inner, n)]
-    if missing:
-        raise TypeError(
-            f"env {env_id!r} does not follow the task protocol: env.unwrapped lacks "
-            f"{', '.join(missing)}. Give it `task_distribution` (with "
-            "`sample(n, split, rng)`) and `set_task(task)` (see docs/design.md, 'Tasks')"
-        )
-
-
 class TaskSyncVectorEnv(SyncVectorEnv):
     """Gymnasium's SyncVectorEnv whose sub-environments follow the task protocol."""
 
     def __init__(self, env_fns: Sequence[Callable[[], gymnasium.Env[Any, Any]]], env_id: str):
         super().__init__(env_fns)
-        for env in self.envs:
-            _check_task_env(env, env_id)
+        # The layer of each sub-env that offers the protocol (env.unwrapped or a TaskWrapper).
+        self.task_envs = [find_task_env(env, env_id) for env in self.envs]
 
     @property
     def task_distribution(self) -> Any:
-        return self.envs[0].unwrapped.task_distribution  # type: ignore[attr-defined]
+        return self.task_envs[0].task_distribution
 
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         """Pin one task per sub-environment (takes effect at the next reset)."""
         if len(tasks) != self.num_envs:
             raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
-        for env, task in zip(self.envs, tasks, strict=True):
-            env.unwrapped.set_task(task)  # type: ignore[attr-defined]
+        for env, task in zip(self.task_envs, tasks, strict=True):
+            env.set_task(task)
 
 
 def _has_batched(env_id: str) -> bool:
@@ -101,10 +93,10 @@ def make_task_vector_env(
     """A vector env of ``num_envs`` copies of ``env_id`` with ``set_tasks``/``task_distribution``.
 
     Our ids use the batched simulator (unless ``batched`` is false); others are wrapped in
-    :class:`TaskSyncVectorEnv`. ``seed`` seeds the first reset.
+    :class:`TaskSyncVectorEnv`. ``seed`` seeds the first reset. ``env_id`` is a registered id
+    (:func:`meta_rl.family.register_family` imports a user's family first).
     """
-    if env_id.startswith("metarl/"):
-        import envs
+    env_id = register_family(env_id)
     if batched and _has_batched(env_id):
         import envs
 
@@ -121,16 +113,9 @@ def make_task_vector_env(
 
 def _env_fn(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gymnasium.Env[Any, Any]]:
     def make() -> gymnasium.Env[Any, Any]:
-        return gymnasium.make(env_id, **kwargs)
+        return make_env(env_id, **kwargs)
 
     return make
-
-
-def registered_episode_steps(env_id: str) -> int | None:
-    """``max_episode_steps`` of a registered id (None when it has none)."""
-    if env_id.startswith("metarl/"):
-        import envs  # noqa: F401
-    return gymnasium.spec(env_id).max_episode_steps
 
 
 def repeat_per_rollout(tasks: Sequence[Any], rollouts: int) -> list[Any]:

@@ -45,6 +45,7 @@ EVAL_KEYS = {
     "config",
 }
 METHOD_KEYS = {
+    "distinct_trials",
     "kind",
     "source",
     "physics_errors",

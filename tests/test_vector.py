@@ -124,7 +124,7 @@ def test_set_tasks_refuses_wrong_count() -> None:
 
 
 def test_env_without_task_protocol_is_refused_with_fix() -> None:
-    with pytest.raises(TypeError, match=r"lacks task_distribution, set_task"):
+    with pytest.raises(ValueError, match=r"lacks task_distribution, set_task"):
         make_task_vector_env("Pendulum-v1", 1)
 
 

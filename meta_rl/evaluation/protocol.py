@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from meta_rl.family import find_task_env, make_env, register_family
 from meta_rl.vector import TaskVectorEnvLike, make_task_vector_env
 
 __all__ = [
@@ -128,18 +128,10 @@ def sample_tasks(
     Raises ``ValueError`` when the env offers no task distribution or the split has no tasks.
     """
     kwargs = {**dict(env_kwargs or {}), "split": split}
-    ensure_registered(env_id)
+    env_id = ensure_registered(env_id)
+    env = make_env(env_id, **kwargs)
     try:
-        env = gym.make(env_id, **kwargs)
-    except gym.error.Error as e:
-        raise ValueError(f"env_id: cannot make {env_id!r} ({e})") from e
-    try:
-        dist = getattr(env.unwrapped, "task_distribution", None)
-        if dist is None:
-            raise ValueError(
-                f"env {env_id!r} has no task_distribution: evaluation needs an env family that "
-                "follows the TaskEnv protocol of docs/design.md"
-            )
+        dist = find_task_env(env, env_id).task_distribution
         try:
             tasks = list(dist.sample(num_tasks, split, rng))
         except (ValueError, IndexError, KeyError) as e:
@@ -175,10 +167,10 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def ensure_registered(env_id: str) -> None:
-    """Import the package that registers ``env_id`` (``envs`` for the ``metarl/`` ids)."""
-    if env_id.startswith("metarl/"):
-        import envs  # noqa: F401  (registers the ids on import)
+def ensure_registered(env_id: str, module: str | None = None) -> str:
+    """Import what registers ``env_id`` (``envs`` for the ``metarl/`` ids, ``module``, the
+    module of a ``module:id``) and return the bare id (:func:`meta_rl.family.register_family`)."""
+    return register_family(env_id, module)
 
 
 def make_eval_env(
@@ -190,7 +182,7 @@ def make_eval_env(
 ) -> TaskVectorEnvLike:
     """A vector env of ``num_envs`` sub-envs that takes one pinned task per sub-env
     (:func:`meta_rl.vector.make_task_vector_env`: the batched simulator for our ids)."""
-    ensure_registered(env_id)
+    env_id = ensure_registered(env_id)
     return make_task_vector_env(env_id, num_envs, seed=seed, **dict(env_kwargs or {}))
 
 

@@ -25,12 +25,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "EvalReport",
     "MethodResult",
+    "identical_seeds_note",
     "load_eval_json",
     "markdown_table",
     "summarize_method",
+    "trials_text",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METRICS = ("success", "success_final", "return")
 
 
@@ -55,12 +57,20 @@ class MethodResult:
         returns = self.results.by_task_and_seed("return")
         return bool(np.allclose(returns, returns[:, :1], rtol=0.0, atol=1e-9))
 
+    @property
+    def distinct_trials(self) -> int:
+        """Trials that differ: the number of tasks when the seeds were identical."""
+        if self.seeds_identical:
+            return int(self.results.task_index.max()) + 1
+        return self.results.num_trials
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "kind": self.kind,
             "source": self.source,
             "physics_errors": self.results.physics_errors,
             "seeds_identical": self.seeds_identical,
+            "distinct_trials": self.distinct_trials,
         }
         for metric, summaries in self.curves.items():
             out[metric] = [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
@@ -190,6 +200,27 @@ def load_eval_json(path: str | Path) -> dict[str, Any]:
 
 def _cell(s: Summary, digits: int, sign: str = "") -> str:
     return f"{s.mean:{sign}.{digits}f} [{s.ci_low:{sign}.{digits}f}, {s.ci_high:{sign}.{digits}f}]"
+
+
+def trials_text(methods: Sequence[MethodResult], num_tasks: int, num_seeds: int) -> str:
+    """``"8 tasks x 3 seeds"``, saying so when the seeds gave identical trials for every method
+    (an env whose resets ignore the seed, deterministic actions): then only the tasks differ."""
+    text = f"{num_tasks} tasks x {num_seeds} seeds"
+    if num_seeds > 1 and methods and all(m.seeds_identical for m in methods):
+        text += f" (identical seeds: {num_tasks} distinct trials)"
+    return text
+
+
+def identical_seeds_note(methods: Sequence[MethodResult], num_tasks: int, num_seeds: int) -> str:
+    """A markdown note naming the methods whose seeds gave identical trials (empty if none)."""
+    same = [m.name for m in methods if m.seeds_identical]
+    if num_seeds < 2 or not same:
+        return ""
+    return (
+        f"\nThe {num_seeds} seeds gave identical trials for {', '.join(same)}: "
+        f"{num_tasks} distinct trials, not {num_tasks * num_seeds} (the env's resets ignore "
+        "the seed, or nothing random is left); their intervals are over tasks only.\n"
+    )
 
 
 def markdown_table(

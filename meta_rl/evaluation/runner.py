@@ -10,6 +10,7 @@ zero-shot ablation, the SB3 baselines) and calls it. Outputs go to ``<run_dir>/e
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,16 @@ from meta_rl.evaluation.protocol import (
     set_env_tasks,
     torch_threads,
 )
-from meta_rl.evaluation.report import EvalReport, markdown_table, summarize_method
+from meta_rl.evaluation.report import (
+    EvalReport,
+    identical_seeds_note,
+    markdown_table,
+    summarize_method,
+    trials_text,
+)
 from meta_rl.evaluation.video import describe_task, render_adaptation_video
 from meta_rl.evaluation.wandb_log import log_evaluation
+from meta_rl.family import resolve_episode_steps
 from meta_rl.vector import repeat_per_rollout
 
 __all__ = [
@@ -42,6 +50,7 @@ __all__ = [
     "clean_env_kwargs",
     "evaluate_checkpoint",
     "evaluate_methods",
+    "family_of",
     "load_meta_agent",
     "render_checkpoint_video",
     "resolve_checkpoint",
@@ -123,8 +132,12 @@ def _evaluate_methods(
         raise ValueError(f"methods: names must be unique, got {names}")
     out = Path(out_dir).resolve()
     base_kwargs = clean_env_kwargs(env_kwargs or {})
+    # env_id is what the report records (maybe module:id); the bare id makes the envs.
+    bare_id = ensure_registered(env_id)
+    if cfg.episode_steps is not None:
+        resolve_episode_steps(bare_id, cfg.episode_steps, "episode_steps")
     tasks = sample_tasks(
-        env_id, cfg.num_tasks, cfg.split, np.random.default_rng(cfg.task_seed), base_kwargs
+        bare_id, cfg.num_tasks, cfg.split, np.random.default_rng(cfg.task_seed), base_kwargs
     )
     trial_tasks = tasks * cfg.num_seeds
     num_trials = len(trial_tasks)
@@ -135,7 +148,7 @@ def _evaluate_methods(
         # An agent that adapts on several parallel rollouts of a task gets them: each trial's
         # task in that many consecutive sub-envs, its metrics the means over them.
         rollouts = int(getattr(method.agent, "rollouts_per_task", 1))
-        env = make_eval_env(env_id, num_trials * rollouts, seed=cfg.env_seed, env_kwargs=kwargs)
+        env = make_eval_env(bare_id, num_trials * rollouts, seed=cfg.env_seed, env_kwargs=kwargs)
         try:
             set_env_tasks(env, repeat_per_rollout(trial_tasks, rollouts))
             results = run_trials(
@@ -190,7 +203,7 @@ def _evaluate_methods(
         },
         config=to_dict(cfg),
     )
-    title = f"{env_id} ({cfg.split} split): {cfg.num_tasks} tasks x {cfg.num_seeds} seeds"
+    title = f"{env_id} ({cfg.split} split): {trials_text(summaries, cfg.num_tasks, cfg.num_seeds)}"
     plot_files = (("success", "adaptation_curve.png"), ("return", "return_curve.png"))
     plots = {
         metric: plot_adaptation_curve(
@@ -204,33 +217,60 @@ def _evaluate_methods(
     }
     table_path = out / "eval.md"
     table_path.write_text(
-        markdown_table(summaries, confidence_level=cfg.confidence_level, title=title) + "\n"
+        markdown_table(summaries, confidence_level=cfg.confidence_level, title=title)
+        + identical_seeds_note(summaries, cfg.num_tasks, cfg.num_seeds)
+        + "\n"
     )
+    report.files = {
+        "out_dir": str(out),
+        "eval_json": "eval.json",
+        "table": table_path.name,
+        "plots": {metric: p.name for metric, p in plots.items()},
+        "videos": [],
+        "videos_skipped": [],
+        "wandb_run": None,
+    }
+    # The results are on disk before any video is rendered: a video never costs them.
+    report.write_json(out / "eval.json")
 
     videos: list[tuple[str, Path]] = []
     video_info: list[dict[str, Any]] = []
     filmed = methods[0]
     num_videos = min(cfg.num_videos, len(tasks))
     video_kwargs = {**base_kwargs, **clean_env_kwargs(filmed.env_kwargs), "split": cfg.split}
+    skipped: list[dict[str, Any]] = []
     for i in tqdm(range(num_videos), desc="videos", unit="task", disable=not cfg.progress_bar):
         obj = describe_task(tasks[i])
-        path, success = render_adaptation_video(
-            filmed.agent,
-            env_id,
-            tasks[i],
-            out / "videos" / f"task{i:02d}_{_slug(obj)}_ep1_vs_ep{cfg.num_episodes}.mp4",
-            num_episodes=cfg.num_episodes,
-            env_kwargs=video_kwargs,
-            deterministic=cfg.deterministic
-            if filmed.deterministic is None
-            else filmed.deterministic,
-            seed=cfg.env_seed + i,
-            fps=cfg.video_fps,
-            camera_name=cfg.camera_name,
-            size=cfg.video_size,
-            episode_steps=cfg.episode_steps,
-            title=filmed.name,
-        )
+        if skipped:  # the env could not film the first one: the others would fail alike
+            skipped.append({"task_index": i, "error": skipped[0]["error"]})
+            continue
+        try:
+            path, success = render_adaptation_video(
+                filmed.agent,
+                bare_id,
+                tasks[i],
+                out / "videos" / f"task{i:02d}_{_slug(obj)}_ep1_vs_ep{cfg.num_episodes}.mp4",
+                num_episodes=cfg.num_episodes,
+                env_kwargs=video_kwargs,
+                deterministic=cfg.deterministic
+                if filmed.deterministic is None
+                else filmed.deterministic,
+                seed=cfg.env_seed + i,
+                fps=cfg.video_fps,
+                camera_name=cfg.camera_name,
+                size=cfg.video_size,
+                episode_steps=cfg.episode_steps,
+                title=filmed.name,
+            )
+        except Exception as e:  # any failure to film must not cost the results
+            reason = f"{type(e).__name__}: {e}"
+            warnings.warn(
+                f"video of task {i} skipped ({reason}); eval.json holds the results. Set "
+                "num_videos=0 to skip videos, or give the env render_mode='rgb_array' support",
+                stacklevel=2,
+            )
+            skipped.append({"task_index": i, "error": reason})
+            continue
         caption = (
             f"{filmed.name}, task {i} ({obj}): episode 1 (success {success[0]:.0f}) vs episode "
             f"{cfg.num_episodes} (success {success[-1]:.0f})"
@@ -238,14 +278,8 @@ def _evaluate_methods(
         videos.append((caption, path))
         video_info.append({"task_index": i, "object": obj, "path": path.name, "success": success})
 
-    report.files = {
-        "out_dir": str(out),
-        "eval_json": "eval.json",
-        "table": table_path.name,
-        "plots": {metric: p.name for metric, p in plots.items()},
-        "videos": [{**v, "path": f"videos/{v['path']}"} for v in video_info],
-        "wandb_run": None,
-    }
+    report.files["videos"] = [{**v, "path": f"videos/{v['path']}"} for v in video_info]
+    report.files["videos_skipped"] = skipped
     report.write_json(out / "eval.json")
     wandb_run = log_evaluation(
         report,
@@ -314,6 +348,13 @@ def load_meta_agent(checkpoint_file: Path, device: str, *, use_context: bool = T
     return agent
 
 
+def family_of(agent: Any) -> str:
+    """Register the env family a checkpoint's agent was trained on (its ``env.module`` or
+    ``module:id``, from the run's config) and return the bare registered id."""
+    module = getattr(getattr(getattr(agent, "config", None), "env", None), "module", None)
+    return ensure_registered(agent.env_id, module)
+
+
 def with_training_episode_steps(cfg: EvalConfig, agent: Any) -> EvalConfig:
     """``cfg`` with the episode length the agent was trained with, unless one is set."""
     if cfg.episode_steps is not None:
@@ -344,9 +385,8 @@ def evaluate_checkpoint(
             f"env_id: checkpoint {str(file)!r} was trained on {env_id!r}, but the evaluation "
             f"asks for {cfg.env_id!r}; pass a checkpoint of {cfg.env_id!r} or set env_id: null"
         )
-    ensure_registered(env_id)
-    if env_id not in gym.registry:
-        raise ValueError(f"checkpoint {str(file)!r}: its env {env_id!r} is not registered")
+    # The family's module, recorded in the run, registers a user's env id again.
+    bare_id = family_of(agent)
     env_kwargs = clean_env_kwargs(agent.env_kwargs)
     cfg = with_training_episode_steps(cfg, agent)
     run_dir = run_dir_of(file)
@@ -383,7 +423,7 @@ def evaluate_checkpoint(
             )
         )
     if cfg.scratch_ppo:
-        methods.append(_scratch_method(env_id, env_kwargs, cfg))
+        methods.append(_scratch_method(bare_id, env_kwargs, cfg))
     project = str(
         cfg.wandb_project
         or getattr(getattr(agent.config, "logging", None), "wandb_project", None)
@@ -447,6 +487,7 @@ def render_checkpoint_video(
         raise ValueError(
             f"env_id: checkpoint {str(file)!r} was trained on {env_id!r}, not {cfg.env_id!r}"
         )
+    env_id = family_of(agent)
     env_kwargs = clean_env_kwargs(agent.env_kwargs)
     cfg = with_training_episode_steps(cfg, agent)
     num_tasks = max(cfg.num_tasks, task_index + 1)

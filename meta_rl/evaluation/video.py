@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from meta_rl.evaluation.protocol import AdaptiveAgent
+from meta_rl.family import find_task_env
 
 __all__ = [
     "EpisodeFrames",
@@ -158,11 +159,21 @@ def _make_render_env(
         kwargs["camera_name"] = camera_name
     if size is not None:
         kwargs["width"], kwargs["height"] = size
-    return gym.make(env_id, **kwargs)
+    try:
+        return gym.make(env_id, **kwargs)
+    except TypeError as e:
+        raise ValueError(
+            f"env {env_id!r} cannot be made for a video with {sorted(kwargs)}: {e}; the "
+            "constructor needs render_mode (and camera_name, width, height when camera_name "
+            "or video_size is set)"
+        ) from e
 
 
 def _render(env: gym.Env[Any, Any]) -> np.ndarray:
-    frame = env.render()
+    try:
+        frame = env.render()
+    except gym.error.Error as e:  # e.g. DependencyNotInstalled: pygame
+        raise ValueError(f"the env cannot render an rgb_array frame: {e}") from e
     if not isinstance(frame, np.ndarray) or frame.ndim != 3:
         raise ValueError(
             "the env did not return an RGB frame from render(): it must support "
@@ -197,7 +208,7 @@ def record_trial(
     envs = [env, *_unfilmed_copies(env, rollouts - 1)]
     try:
         for e in envs:
-            e.unwrapped.set_task(task)  # type: ignore[attr-defined]
+            find_task_env(e).set_task(task)
         agent.begin_trial(rollouts)
         clips: list[EpisodeFrames] = []
         for k in range(1, num_episodes + 1):
