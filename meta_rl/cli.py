@@ -34,6 +34,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "Few-episode adaptation on unseen objects, with confidence intervals.",
     ),
     "video": ("video", "Render a video of an agent on a task."),
+    "check-env": (
+        "check_env",
+        "Check that a task family (yours too) has what meta-training and evaluation need.",
+    ),
     "baselines": ("baselines", "Train the stable-baselines3 baselines from a config."),
     "bench-envs": ("bench_envs", "Benchmark the environments against Meta-World."),
     "bench-train": ("bench_train", "Benchmark meta-training throughput and learning curves."),

@@ -46,7 +46,14 @@ class BaselineConfig(Config):
     """
 
     kind: Literal["multitask", "oracle", "scratch"] = param("multitask", "Which baseline.")
-    env_id: str = param("metarl/PickPlace-v0", "Gymnasium id of the env family.")
+    env_id: str = param(
+        "metarl/PickPlace-v0", "Gymnasium id of the env family (module:id imports the module)."
+    )
+    env_module: str | None = param(
+        None,
+        "Module imported first: it registers your own family's id (as env.module of training; "
+        "docs/byo_family.md).",
+    )
     env_kwargs: dict[str, Any] = param(
         default_factory=dict,
         doc="Env constructor arguments (split and reveal_task are set by the kind).",

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -23,7 +22,8 @@ from meta_rl.baselines.config import BaselineConfig
 from meta_rl.config import ConfigError, from_dict, to_dict
 from meta_rl.evaluation.protocol import AdaptiveAgent, ensure_registered, torch_threads
 from meta_rl.experiment import resolve_device
-from meta_rl.runs import create_run_dir, save_config
+from meta_rl.family import make_env
+from meta_rl.runs import create_run_dir, prepare_run_dir, save_config
 
 __all__ = [
     "BASELINE_FILE",
@@ -66,17 +66,15 @@ def train_baseline(cfg: BaselineConfig, run_dir: str | Path | None = None) -> Pa
     ``multitask`` and ``oracle`` train PPO on the train split (each reset draws a fresh task);
     the oracle's observations include the goal (``reveal_task=True``).
     """
-    ensure_registered(cfg.env_id)
-    if cfg.env_id not in gym.registry:
-        raise ValueError(f"env_id: {cfg.env_id!r} is not a registered Gymnasium id")
-    out = (
-        Path(run_dir)
-        if run_dir is not None
-        else create_run_dir(cfg.runs_dir, cfg.experiment or f"{cfg.kind}_ppo", cfg.seed)
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(out, cfg)
+    env_id = ensure_registered(cfg.env_id, cfg.env_module)
     env_kwargs = baseline_env_kwargs(cfg)
+    # The env is checked before anything is written (a failed start leaves no run dir).
+    make_env(env_id, **{**env_kwargs, "split": "train"}).close()
+    if run_dir is not None:
+        out = prepare_run_dir(run_dir)
+    else:
+        out = create_run_dir(cfg.runs_dir, cfg.experiment or f"{cfg.kind}_ppo", cfg.seed)
+    save_config(out, cfg)
     meta: dict[str, Any] = {
         "kind": cfg.kind,
         "env_id": cfg.env_id,
@@ -85,7 +83,7 @@ def train_baseline(cfg: BaselineConfig, run_dir: str | Path | None = None) -> Pa
     }
     if cfg.kind != "scratch":
         venv = make_vec_env(
-            cfg.env_id,
+            env_id,
             n_envs=cfg.n_envs,
             seed=cfg.seed,
             env_kwargs={**env_kwargs, "split": "train"},
@@ -161,8 +159,7 @@ def load_baseline(path: str | Path, *, device: str = "auto", seed: int = 0) -> L
     dev = str(resolve_device(device))
     agent: AdaptiveAgent
     if cfg.kind == "scratch":
-        ensure_registered(cfg.env_id)
-        probe = gym.make(cfg.env_id, **env_kwargs)
+        probe = make_env(ensure_registered(cfg.env_id, cfg.env_module), **env_kwargs)
         try:
             agent = ScratchPPOAgent(
                 probe.observation_space, probe.action_space, cfg.ppo, seed=seed, device=dev

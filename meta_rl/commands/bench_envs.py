@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from meta_rl.cli import UsageError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="Env steps per measurement.")
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from envs.benchmark import format_table, run_benchmark
 
     if args.steps < 100 or args.repeats < 1 or min(args.sizes) < 1:
-        raise SystemExit("bench-envs: --steps >= 100, --repeats >= 1 and --sizes >= 1 please")
+        raise UsageError("--steps >= 100, --repeats >= 1 and --sizes >= 1 please")
     venv = None if args.metaworld_venv == "none" else Path(args.metaworld_venv)
     result = run_benchmark(
         steps=args.steps, repeats=args.repeats, sizes=tuple(args.sizes), metaworld_venv=venv

@@ -18,7 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="Continue this run from its last checkpoint with its own config.yaml.",
     )
-    parser.add_argument("--run-dir", default=None, help="Use this run directory (fresh runs).")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="Use this run directory for a fresh run (missing or empty; one that holds a run is "
+        "refused: --resume it instead).",
+    )
     parser.add_argument(
         "--help-config", action="store_true", help="List every config key and exit."
     )
@@ -42,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if args.config is not None:
             raise UsageError("--resume uses the run's config.yaml; drop --config")
+        if args.run_dir is not None:
+            raise UsageError("--resume continues the run in its own directory; drop --run-dir")
         config_path = (run_dir.parent.parent if run_dir.is_file() else run_dir) / "config.yaml"
+        if not config_path.is_file():
+            raise UsageError(
+                f"--resume {str(run_dir)!r}: no run there ({str(config_path)!r} is missing); pass "
+                "a run directory (runs/<run>) or one of its checkpoint files"
+            )
         cfg = load_experiment(config_path, args.overrides)
         out = train(cfg, resume=run_dir)
     else:
