@@ -52,24 +52,29 @@ def create_run_dir(root: str | Path, experiment: str, seed: int) -> Path:
     return run_dir
 
 
-def check_fresh_run_dir(run_dir: str | Path) -> None:
-    """Refuse (``ValueError``) a directory for a fresh run that already holds files."""
+def check_fresh_run_dir(run_dir: str | Path, *, resumable: bool = True) -> None:
+    """Refuse (``ValueError``) a directory for a fresh run that already holds files; the
+    message offers ``metarl train --resume`` when the run is ``resumable``."""
     path = Path(run_dir)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--run-dir {str(path)!r} is a file; pass a directory for the new run")
     if path.is_dir() and any(path.iterdir()):
         held = ", ".join(sorted(p.name for p in path.iterdir())[:4])
+        resume = (
+            f"Continue that run with `metarl train --resume {path}`, or pass"
+            if resumable
+            else "Pass"
+        )
         raise ValueError(
             f"--run-dir {str(path)!r} is not empty (it holds {held}): a fresh run would mix "
-            f"with it. Continue that run with `metarl train --resume {path}`, or pass a new "
-            "--run-dir (or none: a new folder under runs_dir)"
+            f"with it. {resume} a new --run-dir (or none: a new folder under runs_dir)"
         )
 
 
-def prepare_run_dir(run_dir: str | Path) -> Path:
+def prepare_run_dir(run_dir: str | Path, *, resumable: bool = True) -> Path:
     """Create the (empty or missing) directory of a fresh run with its standard folders."""
     path = Path(run_dir)
-    check_fresh_run_dir(path)
+    check_fresh_run_dir(path, resumable=resumable)
     path.mkdir(parents=True, exist_ok=True)
     for sub in RUN_SUBDIRS:
         (path / sub).mkdir(exist_ok=True)

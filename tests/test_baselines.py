@@ -194,8 +194,11 @@ def test_missing_or_incomplete_baselines_are_clear_errors(tmp_path: Path) -> Non
     (run / MODEL_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=r"has no model\.zip"):
         load_baseline(run)
-    with pytest.raises(ValueError, match=r"not a registered Gymnasium id"):
+    with pytest.raises(ValueError, match=r"'metarl-toy/Nope-v0' is not registered"):
         train_baseline(BaselineConfig(env_id="metarl-toy/Nope-v0"), run_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # nothing written before the env is validated
+    with pytest.raises(ValueError, match=r"is not empty .* Pass a new --run-dir"):
+        train_baseline(BaselineConfig(env_id=TOY, kind="scratch"), run_dir=run)
 
 
 def test_baseline_configs_load() -> None:

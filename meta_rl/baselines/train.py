@@ -71,7 +71,7 @@ def train_baseline(cfg: BaselineConfig, run_dir: str | Path | None = None) -> Pa
     # The env is checked before anything is written (a failed start leaves no run dir).
     make_env(env_id, **{**env_kwargs, "split": "train"}).close()
     if run_dir is not None:
-        out = prepare_run_dir(run_dir)
+        out = prepare_run_dir(run_dir, resumable=False)
     else:
         out = create_run_dir(cfg.runs_dir, cfg.experiment or f"{cfg.kind}_ppo", cfg.seed)
     save_config(out, cfg)
