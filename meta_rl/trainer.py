@@ -50,7 +50,7 @@ from meta_rl.checkpoint import (
 from meta_rl.config import to_dict
 from meta_rl.encoder import Belief
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
-from meta_rl.family import register_family, resolve_episode_steps
+from meta_rl.family import make_env, register_family, resolve_episode_steps
 from meta_rl.logging import RunLogger
 from meta_rl.maml import (
     MetaSGD,
@@ -143,6 +143,9 @@ class Trainer:
         # bare registered id. cfg.env.id itself is what the checkpoints record.
         env_id = register_family(env.id, env.module)
         self.episode_steps = resolve_episode_steps(env_id, env.episode_steps, "env.episode_steps")
+        # Evaluation makes the family with split="test": a family it cannot make fails here,
+        # before the run starts, not after it.
+        make_env(env_id, **{**env.kwargs, "split": "test"}).close()
         seed = cfg.train.seed
         self.venv: TaskVectorEnvLike = make_task_vector_env(
             env_id,

@@ -100,9 +100,15 @@ def make_task_vector_env(
     if batched and _has_batched(env_id):
         import envs
 
-        venv: TaskVectorEnvLike = envs.make_batched(
-            env_id, num_envs, num_threads=num_threads, **env_kwargs
-        )
+        try:
+            venv: TaskVectorEnvLike = envs.make_batched(
+                env_id, num_envs, num_threads=num_threads, **env_kwargs
+            )
+        except TypeError as e:  # an unknown constructor argument
+            raise ValueError(
+                f"env {env_id!r} cannot be made with arguments {sorted(env_kwargs)}: {e}; check "
+                "env.kwargs"
+            ) from e
     else:
         fns = [_env_fn(env_id, env_kwargs) for _ in range(num_envs)]
         venv = TaskSyncVectorEnv(fns, env_id)
