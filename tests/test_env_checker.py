@@ -1,0 +1,98 @@
+"""``metarl check-env``: a family's gaps are reported with their fixes before a long run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from meta_rl.cli import main
+from meta_rl.env_checker import check_task_family
+
+BROKEN_ID = "checker/Broken-v0"
+
+
+@dataclass(frozen=True)
+class _Task:
+    goal: float
+
+
+class _Dist:
+    def sample(self, n: int, split: str, rng: np.random.Generator) -> list[_Task]:
+        return [_Task(float(g)) for g in rng.uniform(-1, 1, size=n)]
+
+
+class BrokenEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Follows the protocol on paper, but ignores its tasks and its seeds, reports no success
+    and cannot render."""
+
+    def __init__(self, split: str = "train") -> None:
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.task_distribution = _Dist()
+        self._x = 0.0
+
+    def set_task(self, task: Any) -> None:
+        pass  # the task is never applied
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._x = 0.0  # the seed is ignored
+        return np.array([self._x], dtype=np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._x += float(action[0])
+        return np.array([self._x], dtype=np.float32), -abs(self._x), False, False, {}
+
+
+if BROKEN_ID not in gym.registry:
+    gym.register(BROKEN_ID, entry_point=BrokenEnv, max_episode_steps=20)  # type: ignore[arg-type]
+
+
+def test_the_example_family_is_ready() -> None:
+    report = check_task_family("byo/HiddenPendulum-v0", module="examples.hidden_pendulum")
+    assert report.ok and not report.warnings, report.format()
+    topics = {f.topic for f in report.findings}
+    assert {"registration", "time limit", "task protocol", "info", "seeding", "render"} <= topics
+
+
+def test_every_gap_of_a_broken_family_is_named() -> None:
+    report = check_task_family(BROKEN_ID, episode_steps=30)
+    found = {(f.level, f.topic) for f in report.findings}
+    for expected in [
+        ("error", "time limit"),
+        ("error", "info"),
+        ("error", "set_task"),
+        ("warning", "seeding"),
+        ("warning", "render"),
+    ]:
+        assert expected in found, report.format()
+    text = report.format()
+    assert "above the registered time limit 20" in text
+    assert "report info['success']" in text
+    assert "reset seeds change nothing" in text
+    assert "evaluation skips the videos" in text
+    assert text.endswith("fix the errors before training (docs/byo_family.md)")
+
+
+def test_a_plain_gymnasium_env_lacks_split_and_the_protocol() -> None:
+    report = check_task_family("Pendulum-v1")
+    assert not report.ok
+    assert any("no `split` argument" in f.message for f in report.errors)
+
+
+def test_check_env_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-env", "--config", "configs/byo_pendulum.yaml"]) == 0
+    assert "0 errors, 0 warnings" in capsys.readouterr().out
+    assert main(["check-env", BROKEN_ID, "env.episode_steps=30"]) == 1
+    assert "error    info:" in capsys.readouterr().out
+    assert main(["check-env", "nowhere/Nope-v0"]) == 1
+    assert "is not registered" in capsys.readouterr().out
+    assert main(["check-env"]) == 2
+    assert "pass an env id" in capsys.readouterr().err
