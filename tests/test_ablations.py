@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from meta_rl.config import load_config
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
 from meta_rl.trainer import train
+
+if TYPE_CHECKING:
+    from tests.conftest import Margins
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,13 +49,15 @@ def test_ablation_configs_switch_the_parts() -> None:
 
 
 @pytest.mark.slow
-def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
+def test_full_agent_and_ablations_on_push(
+    tmp_path: Path, learning_seed: int, margins: Margins
+) -> None:
     summary = bench_ablations(
         tmp_path,
         iterations=60,
         eval_every=2,  # the first evaluation (iteration 2) is of a barely trained agent
         config_dir=ROOT / "configs",
-        overrides=SHORT,
+        overrides=(*SHORT, f"train.seed={learning_seed}"),
         eval_cfg=load_config(
             EvalConfig,
             ROOT / "configs" / "eval" / "ablations.yaml",
@@ -81,7 +87,13 @@ def test_full_agent_and_ablations_on_push(tmp_path: Path) -> None:
     # Learning, not only running: averaged over the three agents, the held-out return of the
     # last episode of a trial rose from the first evaluation (iteration 2) to the last.
     gain = [r["return"][-1] - r["first_eval_return"][-1] for r in results.values()]
-    assert sum(gain) / len(gain) > 0.0, summary["table"]
+    first = [r["first_eval_return"][-1] for r in results.values()]
+    print("gain", gain, "first", first)
+    margins(
+        "push_ablations_learn",
+        learning_seed,
+        {"mean_return_gain_over_first": (sum(gain) / abs(sum(first)), 0.05)},
+    )
     assert (tmp_path / "ablations.md").read_text().startswith("| agent |")
     # One evaluation of every agent and its zero-shot control on the same held-out tasks.
     names = ["full", "context_only", "maml_only"]
