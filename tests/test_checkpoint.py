@@ -15,6 +15,7 @@ from meta_rl.checkpoint import (
     check_compatible,
     find_checkpoint,
     load_checkpoint,
+    remove_orphaned_temp_files,
     save_checkpoint,
     write_atomic,
 )
@@ -135,3 +136,73 @@ def test_manager_keeps_last_n_and_best(tmp_path: Path) -> None:
     assert find_checkpoint(tmp_path) == manager.latest()
     with pytest.raises(CheckpointError, match=r"neither a checkpoint file nor a run directory"):
         find_checkpoint(tmp_path / "missing")
+
+
+def test_orphaned_temp_files_are_removed_at_the_next_save(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path / "checkpoints", keep_last=2)
+    orphan = manager.directory / ".ckpt_00000002.pt.k3j_9x2a.tmp"
+    orphan.write_bytes(b"")
+    other = manager.directory / "notes.tmp"  # not one of ours: kept
+    other.write_text("x")
+    assert remove_orphaned_temp_files(tmp_path / "missing") == []
+    manager.save(3, _payload(3))
+    assert not orphan.exists() and other.exists()
+
+
+_HANG_ON_SECOND_SAVE = """
+import os, sys, time
+import test_vector
+real_replace = os.replace
+def replace(src, dst):
+    if str(dst).endswith("ckpt_00000002.pt"):
+        time.sleep(300)  # killed here: the temp file is written, not yet moved into place
+    return real_replace(src, dst)
+os.replace = replace
+from meta_rl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_during_a_save_leaves_no_temp_file_after_resume(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_trainer import ROOT, _cfg
+
+    from meta_rl.cli import main
+    from meta_rl.logging import read_metrics
+
+    run = tmp_path / "run"
+    overrides = ["train.iterations=3", "train.checkpoint_every=1", "train.eval_every=5"]
+    config = tmp_path / "toy.yaml"
+    from meta_rl.config import save_config_yaml
+
+    save_config_yaml(_cfg(tmp_path, *overrides), config)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
+    args = ["train", "--config", str(config), "--run-dir", str(run)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HANG_ON_SECOND_SAVE, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        temps: list[Path] = []
+        while not temps and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            temps = list((run / "checkpoints").glob(".ckpt_00000002.pt.*.tmp"))
+        assert temps, "the run never reached its second save"
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert [p.name for p in (run / "checkpoints").glob("ckpt_*.pt")] == ["ckpt_00000001.pt"]
+    assert main(["train", "--resume", str(run)]) == 0
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert not [n for n in names if n.endswith(".tmp")], names
+    assert "ckpt_00000003.pt" in names
+    assert [r["iteration"] for r in read_metrics(run)] == [1, 2, 3]
