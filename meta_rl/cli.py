@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = _load(args.verb).run(args)
     except (ValueError, FileNotFoundError) as e:
-        print(f"metarl {args.verb}: error: {e}", file=sys.stderr)
+        # One line, whatever the message (a wrapped library error may span several).
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"metarl {args.verb}: error: {message}", file=sys.stderr)
         return 2
     return result
 

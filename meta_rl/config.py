@@ -329,7 +329,10 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or " ".join(str(e).split())
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {problem}") from e
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
