@@ -620,3 +620,60 @@ def test_episode_steps_cut_every_episode_like_the_trainer() -> None:
         env.close()
     np.testing.assert_array_equal(res.lengths, 4)
     assert agent.calls == ["begin"] + (["observe"] * 4 + ["end"]) * 2
+
+
+def test_a_video_that_cannot_be_rendered_is_skipped_and_the_results_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gymnasium as gym
+
+    from meta_rl.evaluation.toy import ToyReachEnv
+
+    def no_frames(self: ToyReachEnv) -> None:
+        raise gym.error.DependencyNotInstalled("pygame is not installed")
+
+    monkeypatch.setattr(ToyReachEnv, "render", no_frames)
+    cfg = EvalConfig(
+        num_tasks=3,
+        num_seeds=1,
+        num_episodes=2,
+        num_videos=2,
+        num_bootstrap=100,
+        wandb_mode="disabled",
+    )
+    with pytest.warns(UserWarning, match=r"video of task 0 skipped .*pygame is not installed"):
+        evaluate_methods([Method("still", StillAgent())], env_id=TOY, cfg=cfg, out_dir=tmp_path)
+    data = load_eval_json(tmp_path / "eval.json")
+    assert data["files"]["videos"] == []
+    assert [v["task_index"] for v in data["files"]["videos_skipped"]] == [0, 1]
+    assert data["methods"]["still"]["distinct_trials"] == 3
+    assert (tmp_path / "eval.md").is_file() and (tmp_path / "adaptation_curve.png").is_file()
+
+
+def test_reports_state_the_distinct_trials_when_seeds_are_identical() -> None:
+    from meta_rl.evaluation.protocol import TrialResults
+    from meta_rl.evaluation.report import (
+        MethodResult,
+        identical_seeds_note,
+        summarize_method,
+        trials_text,
+    )
+
+    def method(name: str, returns: np.ndarray) -> MethodResult:
+        ones = np.ones_like(returns)
+        results = TrialResults(
+            success=ones, success_final=ones, returns=returns, lengths=ones,
+            task_index=np.arange(6) % 2, seed_index=np.arange(6) // 2, physics_errors=0,
+        )  # fmt: skip
+        return summarize_method(
+            name, "agent", None, results, confidence_level=0.9, num_bootstrap=100, bootstrap_seed=0
+        )
+
+    same = method("same", np.array([[1.0], [2.0]] * 3))  # 2 tasks x 3 identical seeds
+    varied = method("varied", np.arange(6.0).reshape(6, 1))
+    assert same.distinct_trials == 2 and varied.distinct_trials == 6
+    assert trials_text([same], 2, 3) == "2 tasks x 3 seeds (identical seeds: 2 distinct trials)"
+    assert trials_text([same, varied], 2, 3) == "2 tasks x 3 seeds"
+    note = identical_seeds_note([same, varied], 2, 3)
+    assert "identical trials for same: 2 distinct trials, not 6" in note
+    assert identical_seeds_note([varied], 2, 3) == ""
