@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
     out = report.files.get("out_dir", "")
     for m in report.methods:
         curve = " ".join(f"{s.mean:.2f}" for s in m.curves["success"])
-        print(f"{m.name:>16}: success per episode k = {curve}")
+        trials = f"{m.distinct_trials} distinct trials of {m.results.num_trials}"
+        same = (
+            f" ({trials}: the seeds were identical)"
+            if m.distinct_trials < m.results.num_trials
+            else ""
+        )
+        print(f"{m.name:>16}: success per episode k = {curve}{same}")
     print(f"wrote {out}")
     return 0

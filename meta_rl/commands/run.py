@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(run_dir, eval_cfg)
     for m in report.methods:
         curve = " ".join(f"{s.mean:.2f}" for s in m.curves["success"])
-        print(f"{m.name:>16}: success per episode k = {curve}")
+        trials = f"{m.distinct_trials} distinct trials of {m.results.num_trials}"
+        same = (
+            f" ({trials}: the seeds were identical)"
+            if m.distinct_trials < m.results.num_trials
+            else ""
+        )
+        print(f"{m.name:>16}: success per episode k = {curve}{same}")
     print(f"run dir: {run_dir}")
     for name, path in sorted(report.files.items()):
         print(f"  {name}: {path}")
