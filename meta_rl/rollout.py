@@ -124,7 +124,9 @@ def collect_trials(
             done = np.ones(n, dtype=bool) if last else ended & valid
             reward = np.where(valid, np.asarray(reward, dtype=np.float32), 0.0).astype(np.float32)
             agent.observe(obs, out.env_action, reward, next_obs, done, mask=valid)
-            step_success = _info_array(info, "success", n, required=True) * valid
+            # On a step where every sub-env autoresets, the info holds only the resets' (empty).
+            required = bool(valid.any())
+            step_success = _info_array(info, "success", n, required=required) * valid
             success[k] = np.maximum(success[k], step_success)
             if last:
                 success_final[k] = step_success

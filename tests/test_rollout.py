@@ -53,3 +53,20 @@ def test_early_end_masks_the_autoreset_step() -> None:
     np.testing.assert_array_equal(mask, [True, True, True, False, True, True])
     np.testing.assert_array_equal(batch.dones[:, 0].numpy(), [0, 0, 1, 0, 0, 1])
     assert float(batch.rewards[3, 0]) == 0.0
+
+
+def test_a_family_without_info_success_is_refused() -> None:
+    import pytest
+    import test_env_checker
+
+    venv = make_task_vector_env(test_env_checker.BROKEN_ID, 2)
+    tasks = venv.task_distribution.sample(2, "train", np.random.default_rng(0))
+    agent = MetaAgent(
+        AgentNetworks(1, 1, ExperimentConfig()),
+        ExperimentConfig(),
+        action_low=-np.ones(1),
+        action_high=np.ones(1),
+        seed=0,
+    )
+    with pytest.raises(ValueError, match=r"step info has no 'success'"):
+        collect_trials(venv, agent, tasks, episodes=1, episode_steps=3, seed=0)
