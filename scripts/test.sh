@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/_setup_env.sh
 install_toolkit ".[dev]"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
-python -m ruff check meta_rl envs scripts tests
-python -m ruff format --check meta_rl envs scripts tests
+python -m ruff check meta_rl envs scripts tests examples
+python -m ruff format --check meta_rl envs scripts tests examples
 python -m mypy
 python -m pytest -q -ra "$@"
