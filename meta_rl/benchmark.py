@@ -358,7 +358,7 @@ def evaluate_ablations(
     adaptation off (:meth:`~meta_rl.agent.MetaAgent.zero_shot`), so each row pair isolates what
     the trial's earlier episodes contribute. Only the first agent is filmed.
     """
-    from meta_rl.checkpoint import find_checkpoint
+    from meta_rl.checkpoint import locate
     from meta_rl.evaluation.runner import (
         Method,
         clean_env_kwargs,
@@ -373,7 +373,7 @@ def evaluate_ablations(
     env: tuple[str, dict[str, Any]] | None = None
     cfg = eval_cfg
     for i, (name, run_dir) in enumerate(run_dirs.items()):
-        file = find_checkpoint(Path(run_dir), prefer_best=False)
+        file = locate(run_dir, prefer="latest").file
         agent = load_meta_agent(file, eval_cfg.device)
         this = (agent.env_id, clean_env_kwargs(agent.env_kwargs))
         if env is None:

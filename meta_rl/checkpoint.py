@@ -23,7 +23,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,10 +36,12 @@ __all__ = [
     "AgentState",
     "CheckpointError",
     "CheckpointManager",
+    "CheckpointNotFound",
+    "Located",
     "agent_state_from_checkpoint",
     "check_compatible",
-    "find_checkpoint",
     "load_checkpoint",
+    "locate",
     "remove_orphaned_temp_files",
     "save_checkpoint",
     "write_atomic",
@@ -54,6 +56,10 @@ _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupt, of another format, config or environment."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """No checkpoint where one was asked for (:func:`locate`)."""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -223,21 +229,48 @@ class CheckpointManager:
         return path
 
 
-def find_checkpoint(path: Path, prefer_best: bool = True) -> Path:
-    """A checkpoint file itself, or in a run dir (or its ``checkpoints/``): best, else last."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if not folder.is_dir():
-        raise CheckpointError(f"{str(path)!r} is neither a checkpoint file nor a run directory")
-    manager = CheckpointManager(folder, create=False)
-    latest = manager.latest()
-    if prefer_best and manager.best_path.is_file():
-        return manager.best_path
-    if latest is None:
-        raise CheckpointError(f"no checkpoint (ckpt_*.pt or best.pt) in {str(folder)!r}")
-    return latest
+@dataclass(frozen=True)
+class Located:
+    """A checkpoint file and the run directory it belongs to (the parent of ``checkpoints/``)."""
+
+    file: Path
+    run_dir: Path
+
+
+def locate(path: str | Path, *, prefer: Literal["best", "latest"] = "best") -> Located:
+    """The one place that finds a checkpoint: ``path`` is a checkpoint file, a run directory or
+    its ``checkpoints/`` folder; in a folder, ``prefer="best"`` takes ``best.pt`` when there is
+    one (evaluation), else the last ``ckpt_*.pt``; ``"latest"`` takes the last (resume).
+
+    Raises :class:`CheckpointNotFound` (a ``CheckpointError`` and a ``FileNotFoundError``) that
+    says what was looked for.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFound(
+            f"checkpoint {str(p)!r} does not exist: it is not a run directory nor a checkpoint "
+            "file; pass a run directory (runs/<run>) or a checkpoint file "
+            "(runs/<run>/checkpoints/best.pt)"
+        )
+    if p.is_file():
+        file = p
+    else:
+        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        manager = CheckpointManager(folder, create=False)
+        latest = manager.latest()
+        if prefer == "best" and manager.best_path.is_file():
+            file = manager.best_path
+        elif latest is not None:
+            file = latest
+        else:
+            looked = "best.pt and ckpt_*.pt" if prefer == "best" else "ckpt_*.pt"
+            raise CheckpointNotFound(
+                f"no checkpoint in {str(p)!r} (looked for {looked} in it and in its "
+                "checkpoints/ folder): pass a run that saved a checkpoint "
+                "(train.checkpoint_every), or a checkpoint file"
+            )
+    parent = file.parent
+    return Located(file, parent.parent if parent.name == "checkpoints" else parent)
 
 
 @dataclass(frozen=True)
@@ -255,7 +288,7 @@ class AgentState:
 
 def agent_state_from_checkpoint(path: Path) -> AgentState:
     """Load the agent part of a checkpoint (file or run dir, best else last)."""
-    file = find_checkpoint(path)
+    file = locate(path).file
     payload = load_checkpoint(file)
     try:
         config = from_dict(ExperimentConfig, payload["config"])

@@ -1,7 +1,7 @@
 """Trial collection: K consecutive episodes per sub-environment, one pinned task each.
 
-The rollout drives a :class:`meta_rl.agent.MetaAgent` through the ``AdaptiveAgent`` protocol
-(the same code path evaluation uses) and records what PPO and the ELBO need, time-major
+The rollout drives a :class:`meta_rl.agent.MetaAgent` through :func:`meta_rl.trial.run_trial`
+(the loop evaluation uses too) and records what PPO and the ELBO need, time-major
 ``(T, N, ...)`` with ``T = K * episode_steps``. Every episode lasts exactly ``episode_steps``
 (episodes have a fixed length, docs/design.md); an early end (physics error) is followed by
 Gymnasium's next-step autoreset, whose step is recorded with ``mask`` false.
@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from meta_rl.agent import MetaAgent
+from meta_rl.agent import MetaAgent, StepOutput
 from meta_rl.task_model import TrialTensors
+from meta_rl.trial import Step, run_trial
 from meta_rl.vector import TaskVectorEnvLike
 
 __all__ = ["TrialBatch", "collect_trials"]
@@ -68,20 +69,37 @@ class TrialBatch:
         )
 
 
-def _info_array(info: dict[str, Any], key: str, n: int, required: bool = False) -> np.ndarray:
-    value = info.get(key)
-    if value is None and required:
-        raise ValueError(
-            f"the env's step info has no {key!r}: every step of a task family must report "
-            f"info[{key!r}] (float 0/1; docs/design.md, 'Tasks'), else success is never measured"
-        )
-    if value is None:
-        return np.zeros(n, dtype=np.float64)
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    mask = info.get(f"_{key}")
-    if mask is not None:
-        arr = np.where(np.asarray(mask, dtype=bool), arr, 0.0)
-    return arr
+class _Recorder:
+    """Acts through ``agent.step`` and keeps what PPO and the ELBO need, step by step."""
+
+    def __init__(self, agent: MetaAgent) -> None:
+        self.agent = agent
+        self.out: StepOutput | None = None
+        self.rec: dict[str, list[Any]] = {
+            k: []
+            for k in ("obs", "next_obs", "raw", "env", "rew", "done", "mask", "logp", "val", "bel")
+        }
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        self.out = self.agent.step(obs, deterministic)
+        return self.out.env_action
+
+    def on_step(self, step: Step) -> None:
+        out, rec = self.out, self.rec
+        assert out is not None
+        for key, val in (
+            ("obs", step.obs),
+            ("next_obs", step.next_obs),
+            ("env", out.env_action),
+            ("rew", step.reward),
+            ("done", step.done),
+            ("mask", step.mask),
+            ("raw", out.raw_action),
+            ("logp", out.log_prob),
+            ("val", out.value),
+            ("bel", out.belief),
+        ):
+            rec[key].append(val)
 
 
 def collect_trials(
@@ -97,57 +115,25 @@ def collect_trials(
     """Run one trial of ``episodes`` episodes on each of ``tasks`` (one per sub-environment).
 
     ``seed`` seeds the first reset, so a trial's start depends only on it (resumable runs).
+    The loop is :func:`meta_rl.trial.run_trial` with ``fixed_length``.
     """
     n = venv.num_envs
     if len(tasks) != n:
         raise ValueError(f"collect_trials: got {len(tasks)} tasks for {n} sub-environments")
     venv.set_tasks(list(tasks))
-    agent.begin_trial(n)
-    rec: dict[str, list[Any]] = {
-        k: []
-        for k in ("obs", "next_obs", "raw", "env", "rew", "done", "mask", "logp", "val", "bel")
-    }
-    returns = np.zeros((episodes, n))
-    success = np.zeros((episodes, n))
-    success_final = np.zeros((episodes, n))
-    for k in range(episodes):
-        obs, _ = venv.reset(seed=seed if k == 0 else None)
-        obs = np.asarray(obs, dtype=np.float32)
-        pending_reset = np.zeros(n, dtype=bool)
-        for t in range(episode_steps):
-            out = agent.step(obs, deterministic)
-            next_obs, reward, term, trunc, info = venv.step(out.env_action)
-            next_obs = np.asarray(next_obs, dtype=np.float32)
-            valid = ~pending_reset
-            ended = np.asarray(term, dtype=bool) | np.asarray(trunc, dtype=bool)
-            last = t == episode_steps - 1
-            done = np.ones(n, dtype=bool) if last else ended & valid
-            reward = np.where(valid, np.asarray(reward, dtype=np.float32), 0.0).astype(np.float32)
-            agent.observe(obs, out.env_action, reward, next_obs, done, mask=valid)
-            # On a step where every sub-env autoresets, the info holds only the resets' (empty).
-            required = bool(valid.any())
-            step_success = _info_array(info, "success", n, required=required) * valid
-            success[k] = np.maximum(success[k], step_success)
-            if last:
-                success_final[k] = step_success
-            returns[k] += reward
-            for key, val in (
-                ("obs", obs),
-                ("next_obs", next_obs),
-                ("env", out.env_action),
-                ("rew", reward),
-                ("done", done),
-                ("mask", valid),
-            ):
-                rec[key].append(val)
-            rec["raw"].append(out.raw_action)
-            rec["logp"].append(out.log_prob)
-            rec["val"].append(out.value)
-            rec["bel"].append(out.belief)
-            pending_reset = ended & valid & (not last)
-            obs = next_obs
-        agent.end_episode()
-
+    recorder = _Recorder(agent)
+    outcome = run_trial(
+        venv,
+        agent,
+        episodes=episodes,
+        deterministic=deterministic,
+        seed=seed,
+        episode_steps=episode_steps,
+        fixed_length=True,
+        act=recorder.act,
+        on_step=recorder.on_step,
+    )
+    rec = recorder.rec
     device = agent.device
 
     def stack(key: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -164,7 +150,7 @@ def collect_trials(
         log_probs=torch.stack(rec["logp"]),
         values=torch.stack(rec["val"]),
         beliefs=torch.stack(rec["bel"]),
-        episode_returns=returns,
-        episode_success=success,
-        episode_success_final=success_final,
+        episode_returns=outcome.returns.T.copy(),
+        episode_success=outcome.success.T.copy(),
+        episode_success_final=outcome.success_final.T.copy(),
     )

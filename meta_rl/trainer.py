@@ -44,6 +44,7 @@ from meta_rl.checkpoint import (
     CheckpointManager,
     check_compatible,
     load_checkpoint,
+    locate,
     remove_orphaned_temp_files,
     write_atomic,
 )
@@ -608,20 +609,6 @@ def _select(tree: Any, idx: torch.Tensor) -> Any:
     return map_batch(tree, lambda _path, t: t[idx])
 
 
-def _resolve_resume(resume: Path) -> tuple[Path, Path]:
-    """(run dir, checkpoint file) of a ``--resume`` argument: a run dir or a checkpoint file."""
-    resume = Path(resume)
-    if resume.is_file():
-        return resume.parent.parent, resume
-    manager = CheckpointManager(resume / "checkpoints", create=False)
-    if not manager.directory.is_dir():
-        raise CheckpointError(f"--resume {str(resume)!r}: not a run directory (no checkpoints/)")
-    latest = manager.latest()
-    if latest is None:
-        raise CheckpointError(f"--resume {str(resume)!r}: no ckpt_*.pt in its checkpoints/")
-    return resume, latest
-
-
 def _drop_metrics_after(run_dir: Path, iteration: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they will be redone)."""
     path = run_dir / "metrics.jsonl"
@@ -647,7 +634,8 @@ def train(
     """
     ckpt: Path | None = None
     if resume is not None:
-        run_dir, ckpt = _resolve_resume(resume)
+        found = locate(resume, prefer="latest")
+        run_dir, ckpt = found.run_dir, found.file
     elif run_dir is not None:
         check_fresh_run_dir(run_dir)
     trainer = Trainer(cfg, None, ckpt)

@@ -12,9 +12,10 @@ from meta_rl.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointManager,
+    Located,
     check_compatible,
-    find_checkpoint,
     load_checkpoint,
+    locate,
     remove_orphaned_temp_files,
     save_checkpoint,
     write_atomic,
@@ -130,12 +131,17 @@ def test_manager_keeps_last_n_and_best(tmp_path: Path) -> None:
     assert manager.latest() == tmp_path / "checkpoints" / "ckpt_00000005.pt"
     assert load_checkpoint(manager.best_path)["meta"]["iteration"] == 2
     # A run dir resolves to its best checkpoint, then to its last one.
-    assert find_checkpoint(tmp_path) == manager.best_path
-    assert find_checkpoint(tmp_path, prefer_best=False) == manager.latest()
+    assert locate(tmp_path) == Located(manager.best_path, tmp_path)
+    assert locate(tmp_path, prefer="latest").file == manager.latest()
+    assert locate(tmp_path / "checkpoints").run_dir == tmp_path
+    assert locate(manager.best_path).run_dir == tmp_path
     manager.best_path.unlink()
-    assert find_checkpoint(tmp_path) == manager.latest()
-    with pytest.raises(CheckpointError, match=r"neither a checkpoint file nor a run directory"):
-        find_checkpoint(tmp_path / "missing")
+    assert locate(tmp_path).file == manager.latest()
+    with pytest.raises(CheckpointError, match=r"does not exist: it is not a run directory"):
+        locate(tmp_path / "missing")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint in"):
+        locate(tmp_path / "empty", prefer="latest")
 
 
 def test_orphaned_temp_files_are_removed_at_the_next_save(tmp_path: Path) -> None:

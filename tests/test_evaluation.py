@@ -453,9 +453,9 @@ def test_real_checkpoint_errors_and_video_command(
     with pytest.raises(ValueError, match=r"baselines: .* trained on 'metarl/Push-v0'"):
         evaluate_checkpoint(reach_run, cfg.replace(baselines=(str(push),)))
     # A checkpoint whose networks do not fit the agent's code (e.g. written by older code).
-    from meta_rl.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+    from meta_rl.checkpoint import load_checkpoint, locate, save_checkpoint
 
-    payload = load_checkpoint(find_checkpoint(reach_run))
+    payload = load_checkpoint(locate(reach_run).file)
     payload["networks"] = dict(list(payload["networks"].items())[1:])
     save_checkpoint(tmp_path / "old.pt", payload)
     with pytest.raises(ValueError, match=r"cannot be loaded by this version of the agent"):

@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from meta_rl.baselines.agents import SB3PolicyAgent, ScratchPPOAgent
 from meta_rl.baselines.config import BaselineConfig
 from meta_rl.config import ConfigError, from_dict, to_dict
-from meta_rl.evaluation.protocol import AdaptiveAgent, ensure_registered, torch_threads
 from meta_rl.experiment import resolve_device
-from meta_rl.family import make_env
+from meta_rl.family import make_env, register_family
 from meta_rl.runs import create_run_dir, prepare_run_dir, save_config
+from meta_rl.trial import AdaptiveAgent, torch_threads
 
 __all__ = [
     "BASELINE_FILE",
@@ -66,7 +66,7 @@ def train_baseline(cfg: BaselineConfig, run_dir: str | Path | None = None) -> Pa
     ``multitask`` and ``oracle`` train PPO on the train split (each reset draws a fresh task);
     the oracle's observations include the goal (``reveal_task=True``).
     """
-    env_id = ensure_registered(cfg.env_id, cfg.env_module)
+    env_id = register_family(cfg.env_id, cfg.env_module)
     env_kwargs = baseline_env_kwargs(cfg)
     # The env is checked before anything is written (a failed start leaves no run dir).
     make_env(env_id, **{**env_kwargs, "split": "train"}).close()
@@ -159,7 +159,7 @@ def load_baseline(path: str | Path, *, device: str = "auto", seed: int = 0) -> L
     dev = str(resolve_device(device))
     agent: AdaptiveAgent
     if cfg.kind == "scratch":
-        probe = make_env(ensure_registered(cfg.env_id, cfg.env_module), **env_kwargs)
+        probe = make_env(register_family(cfg.env_id, cfg.env_module), **env_kwargs)
         try:
             agent = ScratchPPOAgent(
                 probe.observation_space, probe.action_space, cfg.ppo, seed=seed, device=dev

@@ -12,16 +12,15 @@ Episode k of a trial succeeds when ``info["success"]`` is reached at any step of
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from meta_rl.family import find_task_env, make_env, register_family
+from meta_rl.trial import AdaptiveAgent, TrialOutcome, run_trial, torch_threads
 from meta_rl.vector import TaskVectorEnvLike, make_task_vector_env
 
 __all__ = [
@@ -34,34 +33,6 @@ __all__ = [
     "set_env_tasks",
     "torch_threads",
 ]
-
-# An episode longer than this means the env never ends its episodes: refuse rather than hang.
-MAX_EPISODE_STEPS = 100_000
-
-
-@runtime_checkable
-class AdaptiveAgent(Protocol):
-    """What evaluation drives: an agent batched over the N sub-environments of a vector env."""
-
-    def begin_trial(self, num_envs: int) -> None:
-        """New tasks: reset the belief and the adapted parameters."""
-
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)``."""
-        ...
-
-    def observe(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: np.ndarray,
-        next_obs: np.ndarray,
-        done: np.ndarray,
-    ) -> None:
-        """Record one batched transition (update the context)."""
-
-    def end_episode(self) -> None:
-        """All N episodes ended: adapt if configured."""
 
 
 @dataclass(frozen=True)
@@ -153,20 +124,6 @@ def sample_tasks(
     return tasks
 
 
-@contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(num_threads)`` (None: unchanged), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def ensure_registered(env_id: str, module: str | None = None) -> str:
     """Import what registers ``env_id`` (``envs`` for the ``metarl/`` ids, ``module``, the
     module of a ``module:id``) and return the bare id (:func:`meta_rl.family.register_family`)."""
@@ -191,28 +148,6 @@ def set_env_tasks(env: TaskVectorEnvLike, tasks: Sequence[Any]) -> None:
     if len(tasks) != env.num_envs:
         raise ValueError(f"tasks: got {len(tasks)} for a vector env of {env.num_envs} sub-envs")
     env.set_tasks(list(tasks))
-
-
-def _info_array(info: Mapping[str, Any], key: str, num_envs: int) -> np.ndarray:
-    if key not in info:
-        raise ValueError(
-            f"the env's step info has no {key!r}: every step must report info[{key!r}] "
-            "(docs/design.md)"
-        )
-    arr = np.asarray(info[key], dtype=np.float64).reshape(-1)
-    mask = info.get("_" + key)
-    if mask is not None:
-        arr = np.where(np.asarray(mask, dtype=bool).reshape(-1), arr, 0.0)
-    if arr.shape != (num_envs,):
-        raise ValueError(f"info[{key!r}]: expected {num_envs} values, got shape {arr.shape}")
-    return arr
-
-
-def _observe_takes_mask(agent: AdaptiveAgent) -> bool:
-    try:
-        return "mask" in inspect.signature(agent.observe).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def run_trials(
@@ -258,62 +193,22 @@ def run_trials(
         raise ValueError(f"num_episodes: got {num_episodes}; allowed: >= 1")
     if episode_steps is not None and episode_steps < 1:
         raise ValueError(f"episode_steps: got {episode_steps}; allowed: >= 1 or None")
-    success = np.zeros((n, num_episodes))
-    success_final = np.zeros((n, num_episodes))
-    returns = np.zeros((n, num_episodes))
-    lengths = np.zeros((n, num_episodes))
-    physics_errors = 0
-
-    takes_mask = _observe_takes_mask(agent)
-    agent.begin_trial(n)
     bar = tqdm(total=n * num_episodes, desc=desc, unit="episode", disable=not progress)
+
+    def episode_done(k: int, so_far: TrialOutcome) -> None:
+        bar.update(n)
+        bar.set_postfix(episode=k + 1, success=f"{so_far.success[:, k].mean():.2f}")
+
     try:
-        for k in range(num_episodes):
-            obs, _ = env.reset(seed=env_seed if k == 0 else None)
-            active = np.ones(n, dtype=bool)
-            steps = 0
-            while active.any():
-                action = np.asarray(agent.act(np.asarray(obs), deterministic))
-                if action.shape[0] != n:
-                    raise ValueError(
-                        f"agent.act returned {action.shape[0]} actions for {n} sub-environments"
-                    )
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                reward = np.asarray(reward, dtype=np.float64).reshape(n)
-                done = np.logical_or(terminated, truncated).reshape(n)
-                if episode_steps is not None and steps + 1 >= episode_steps:
-                    done = np.ones(n, dtype=bool)
-                succ = _info_array(info, "success", n) > 0.5
-                returns[active, k] += reward[active]
-                lengths[active, k] += 1
-                success[active & succ, k] = 1.0
-                ended = active & done
-                success_final[ended, k] = succ[ended].astype(np.float64)
-                if "physics_error" in info:
-                    physics_errors += int(np.sum(_info_array(info, "physics_error", n)[ended]))
-                if takes_mask:
-                    # Rows whose episode already ended hold autoreset transitions: skip them.
-                    agent.observe(  # type: ignore[call-arg]
-                        np.asarray(obs),
-                        action,
-                        reward,
-                        np.asarray(next_obs),
-                        done,
-                        mask=active.copy(),
-                    )
-                else:
-                    agent.observe(np.asarray(obs), action, reward, np.asarray(next_obs), done)
-                active &= ~done
-                obs = next_obs
-                steps += 1
-                if steps > MAX_EPISODE_STEPS:
-                    raise RuntimeError(
-                        f"an episode ran past {MAX_EPISODE_STEPS} steps: the env must truncate "
-                        "its episodes (max_episode_steps)"
-                    )
-            agent.end_episode()
-            bar.update(n)
-            bar.set_postfix(episode=k + 1, success=f"{success[:, k].mean():.2f}")
+        outcome = run_trial(
+            env,
+            agent,
+            episodes=num_episodes,
+            deterministic=deterministic,
+            seed=env_seed,
+            episode_steps=episode_steps,
+            on_episode_end=episode_done,
+        )
     finally:
         bar.close()
 
@@ -322,11 +217,11 @@ def run_trials(
 
     trial = np.arange(trials)
     return TrialResults(
-        success=per_trial(success),
-        success_final=per_trial(success_final),
-        returns=per_trial(returns),
-        lengths=per_trial(lengths),
+        success=per_trial(outcome.success),
+        success_final=per_trial(outcome.success_final),
+        returns=per_trial(outcome.returns),
+        lengths=per_trial(outcome.lengths),
         task_index=trial % num_tasks,
         seed_index=trial // num_tasks,
-        physics_errors=physics_errors,
+        physics_errors=outcome.physics_errors,
     )

@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from meta_rl.checkpoint import locate
 from meta_rl.config import to_dict
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.plots import plot_adaptation_curve
@@ -53,8 +54,6 @@ __all__ = [
     "family_of",
     "load_meta_agent",
     "render_checkpoint_video",
-    "resolve_checkpoint",
-    "run_dir_of",
     "with_training_episode_steps",
 ]
 
@@ -299,36 +298,6 @@ def _evaluate_methods(
 # Checkpoints of the meta-RL agent
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file of ``path`` (a file, a run dir or its ``checkpoints/``).
-
-    Raises ``FileNotFoundError`` with what was looked for when there is none.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(
-            f"checkpoint {str(p)!r} does not exist: pass a run directory (runs/<run>) or a "
-            "checkpoint file (runs/<run>/checkpoints/best.pt)"
-        )
-    if p.is_file():
-        return p
-    from meta_rl.checkpoint import find_checkpoint
-
-    try:
-        return find_checkpoint(p)
-    except (FileNotFoundError, ValueError) as e:
-        raise FileNotFoundError(
-            f"no checkpoint in {str(p)!r} (looked for best.pt and ckpt_*.pt in it and in its "
-            f"checkpoints/ folder): {e}"
-        ) from e
-
-
-def run_dir_of(checkpoint_file: Path) -> Path:
-    """The run directory of a checkpoint file (the parent of ``checkpoints/``)."""
-    parent = checkpoint_file.parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
 def load_meta_agent(checkpoint_file: Path, device: str, *, use_context: bool = True) -> Any:
     """A :class:`meta_rl.agent.MetaAgent` from a checkpoint file, with its context on or off.
 
@@ -377,7 +346,8 @@ def evaluate_checkpoint(
     ``ValueError`` for one of another environment than ``cfg.env_id`` (or the agent's).
     """
     cfg = cfg or EvalConfig()
-    file = resolve_checkpoint(checkpoint)
+    found = locate(checkpoint)
+    file = found.file
     agent = load_meta_agent(file, cfg.device)
     env_id: str = agent.env_id
     if cfg.env_id is not None and cfg.env_id != env_id:
@@ -389,7 +359,7 @@ def evaluate_checkpoint(
     bare_id = family_of(agent)
     env_kwargs = clean_env_kwargs(agent.env_kwargs)
     cfg = with_training_episode_steps(cfg, agent)
-    run_dir = run_dir_of(file)
+    run_dir = found.run_dir
     methods = [Method("meta-agent", agent, kind="agent", source=str(file))]
     if cfg.zero_shot:
         methods.append(
@@ -480,7 +450,8 @@ def render_checkpoint_video(
         raise ValueError(f"task_index: got {task_index}; allowed: >= 0")
     if episode < 1:
         raise ValueError(f"episode: got {episode}; allowed: >= 1")
-    file = resolve_checkpoint(checkpoint)
+    found = locate(checkpoint)
+    file = found.file
     agent = load_meta_agent(file, cfg.device, use_context=not zero_shot)
     env_id: str = agent.env_id
     if cfg.env_id is not None and cfg.env_id != env_id:
@@ -497,7 +468,7 @@ def render_checkpoint_video(
     path = (
         Path(out)
         if out is not None
-        else run_dir_of(file) / "videos" / f"{cfg.split}_task{task_index:02d}_ep{episode}.mp4"
+        else found.run_dir / "videos" / f"{cfg.split}_task{task_index:02d}_ep{episode}.mp4"
     )
     from meta_rl.evaluation.video import render_episode_video
 
