@@ -99,3 +99,17 @@ def test_torch_pins_agree_across_stacks() -> None:
     (cpu,) = _pins(ROOT / "requirements" / "torch-cpu.txt")["torch"]
     (cuda,) = _pins(ROOT / "requirements" / "cuda.lock")["torch"]
     assert cpu[0].local == "cpu" and cpu[0].public == cuda[0].public
+
+
+def test_setup_refuses_an_unknown_stack() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        ["bash", "-c", "source scripts/_setup_env.sh && METARL_STACK=gpu install_toolkit ."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "METARL_STACK: got 'gpu'; allowed: cpu, cuda, mujoco33" in result.stderr
