@@ -5,10 +5,10 @@ a frozen ``Task`` dataclass of plain values, a task distribution with ``sample(n
 and disjoint train/test splits, an env whose ``set_task`` pins a task for later resets, a step
 ``info["success"]``, a registered id with a time limit, and (optional) ``rgb_array`` frames.
 
-It is built the way you would wrap another library's env: :class:`meta_rl.family.TaskWrapper`
-around Gymnasium's ``PendulumEnv``, writing only :meth:`HiddenPendulumEnv.apply_task`. Gymnasium
-draws the pendulum with pygame; this family draws its own frames with numpy, so videos work
-without pygame.
+It is built the way you would wrap another library's env:
+:class:`meta_rl.task_envs.family.TaskWrapper` around Gymnasium's ``PendulumEnv``, writing only
+:meth:`HiddenPendulumEnv.apply_task`. Gymnasium draws the pendulum with pygame; this family
+draws its own frames with numpy, so videos work without pygame.
 
 Use it from the repository root (the current directory is on the import path)::
 
@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
-from meta_rl.family import TaskWrapper
+from meta_rl.task_envs.family import TaskWrapper
 
 __all__ = ["ENV_ID", "HiddenPendulumEnv", "PendulumTask", "PendulumTaskDistribution"]
 

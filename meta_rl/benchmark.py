@@ -43,7 +43,7 @@ from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.report import EvalReport
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
-from meta_rl.trainer import Trainer, train
+from meta_rl.training.trainer import Trainer, train
 
 __all__ = [
     "ABLATION_CONFIGS",
@@ -355,10 +355,10 @@ def evaluate_ablations(
 
     ``run_dirs`` maps a name to a training run directory; all runs must share the env id and its
     arguments (else ``ValueError``). The control ``<name> zero-shot`` is the same networks with
-    adaptation off (:meth:`~meta_rl.agent.MetaAgent.zero_shot`), so each row pair isolates what
+    adaptation off (:meth:`~meta_rl.agent.meta_agent.MetaAgent.zero_shot`), so each row pair
+    isolates what
     the trial's earlier episodes contribute. Only the first agent is filmed.
     """
-    from meta_rl.checkpoint import locate
     from meta_rl.evaluation.runner import (
         Method,
         clean_env_kwargs,
@@ -366,6 +366,7 @@ def evaluate_ablations(
         load_meta_agent,
         with_training_episode_steps,
     )
+    from meta_rl.training.checkpoint import locate
 
     if not run_dirs:
         raise ValueError("run_dirs: need at least one trained run to evaluate")

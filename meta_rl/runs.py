@@ -85,8 +85,8 @@ def record_resume(run_dir: str | Path, cfg: Any, iteration: int) -> dict[str, li
     """Record a resume at ``iteration``: rewrite ``config.yaml`` with ``cfg`` (the resumed run's
     resolved config, e.g. a longer budget) and append ``{"iteration", "time", "changes"}`` to
     ``resumes.jsonl``; ``changes`` maps each changed dotted key to ``[old, new]``."""
-    from meta_rl.checkpoint import write_atomic
     from meta_rl.experiment import config_changes
+    from meta_rl.training.checkpoint import write_atomic
 
     path = Path(run_dir) / "config.yaml"
     new = to_dict(cfg)

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from meta_rl.vector import TaskVectorEnvLike
+from meta_rl.task_envs.vector import TaskVectorEnvLike
 
 __all__ = [
     "MAX_EPISODE_STEPS",

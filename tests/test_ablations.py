@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, evaluate_ablations
-from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import load_config
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
-from meta_rl.trainer import train
+from meta_rl.training.checkpoint import load_checkpoint
+from meta_rl.training.trainer import train
 
 if TYPE_CHECKING:
     from tests.conftest import Margins

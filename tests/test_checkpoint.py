@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from meta_rl.checkpoint import (
+from meta_rl.experiment import ExperimentConfig, config_hash
+from meta_rl.training.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointManager,
@@ -20,7 +21,6 @@ from meta_rl.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
-from meta_rl.experiment import ExperimentConfig, config_hash
 
 
 def _payload(iteration: int = 1, **meta: object) -> dict[str, object]:

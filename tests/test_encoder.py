@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from meta_rl.agent import AgentNetworks, MetaAgent
-from meta_rl.encoder import ContextEncoder
+from meta_rl.agent.encoder import ContextEncoder
+from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.experiment import ExperimentConfig
 
 torch.set_num_threads(1)

@@ -11,7 +11,7 @@ import pytest
 from gymnasium import spaces
 
 from meta_rl.cli import main
-from meta_rl.env_checker import check_task_family
+from meta_rl.task_envs.env_checker import check_task_family
 
 BROKEN_ID = "checker/Broken-v0"
 

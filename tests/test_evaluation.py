@@ -366,7 +366,7 @@ def test_eval_configs_load() -> None:
 @pytest.fixture(scope="module")
 def reach_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from meta_rl.experiment import load_experiment
-    from meta_rl.trainer import train
+    from meta_rl.training.trainer import train
 
     root = tmp_path_factory.mktemp("runs")
     smoke = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
@@ -453,7 +453,7 @@ def test_real_checkpoint_errors_and_video_command(
     with pytest.raises(ValueError, match=r"baselines: .* trained on 'metarl/Push-v0'"):
         evaluate_checkpoint(reach_run, cfg.replace(baselines=(str(push),)))
     # A checkpoint whose networks do not fit the agent's code (e.g. written by older code).
-    from meta_rl.checkpoint import load_checkpoint, locate, save_checkpoint
+    from meta_rl.training.checkpoint import load_checkpoint, locate, save_checkpoint
 
     payload = load_checkpoint(locate(reach_run).file)
     payload["networks"] = dict(list(payload["networks"].items())[1:])

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from meta_rl.cli import main
-from meta_rl.family import (
+from meta_rl.logging import read_metrics
+from meta_rl.task_envs.family import (
     TaskProtocolError,
     TaskWrapper,
     find_task_env,
@@ -29,7 +30,6 @@ from meta_rl.family import (
     resolve_episode_steps,
     split_env_id,
 )
-from meta_rl.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_ID = "byo/HiddenPendulum-v0"

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 import torch
 
-from meta_rl.agent import MetaAgent
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.experiment import load_experiment
-from meta_rl.rollout import collect_trials
-from meta_rl.trainer import train
-from meta_rl.vector import make_task_vector_env
+from meta_rl.task_envs.vector import make_task_vector_env
+from meta_rl.training.rollout import collect_trials
+from meta_rl.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import meta_rl.maml as maml_module
-from meta_rl.maml import (
+import meta_rl.agent.maml as maml_module
+from meta_rl.agent.maml import (
     MetaSGD,
     PolicyGradientBatch,
     TaskModelBatch,
@@ -24,7 +24,7 @@ from meta_rl.maml import (
     select_adapted_names,
     task_model_inner_loss,
 )
-from meta_rl.maml_config import MAMLConfig
+from meta_rl.experiment import MAMLConfig
 
 if TYPE_CHECKING:
     from tests.conftest import Margins

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from meta_rl.agent.policy import ActorCritic, RunningNorm, gaussian_entropy, gaussian_log_prob
 from meta_rl.experiment import PPOConfig
-from meta_rl.policy import ActorCritic, RunningNorm, gaussian_entropy, gaussian_log_prob
-from meta_rl.ppo import PPOBatch, ReturnScaler, compute_gae, ppo_loss
+from meta_rl.training.ppo import PPOBatch, ReturnScaler, compute_gae, ppo_loss
 
 torch.set_num_threads(1)
 

@@ -6,10 +6,10 @@ import numpy as np
 import test_vector
 import torch
 
-from meta_rl.agent import AgentNetworks, MetaAgent
+from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.experiment import ExperimentConfig
-from meta_rl.rollout import collect_trials
-from meta_rl.vector import make_task_vector_env
+from meta_rl.task_envs.vector import make_task_vector_env
+from meta_rl.training.rollout import collect_trials
 
 torch.set_num_threads(1)
 

@@ -16,23 +16,23 @@ import test_vector
 import torch
 from test_maml_agent import _agent, _cfg
 
-from meta_rl.agent import AgentNetworks, MetaAgent
-from meta_rl.evaluation.config import EvalConfig
-from meta_rl.evaluation.protocol import sample_tasks
-from meta_rl.evaluation.runner import Method, evaluate_methods
-from meta_rl.evaluation.toy import ToyTask, register_toy_env
-from meta_rl.evaluation.video import record_trial
-from meta_rl.experiment import load_experiment
-from meta_rl.maml import (
+from meta_rl.agent.maml import (
     PolicyGradientBatch,
     batched_loss,
     expand_rollouts,
     merge_rollouts,
     policy_gradient_inner_loss,
 )
-from meta_rl.rollout import collect_trials
-from meta_rl.trainer import Trainer
-from meta_rl.vector import make_task_vector_env
+from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.evaluation.config import EvalConfig
+from meta_rl.evaluation.protocol import sample_tasks
+from meta_rl.evaluation.runner import Method, evaluate_methods
+from meta_rl.evaluation.toy import ToyTask, register_toy_env
+from meta_rl.evaluation.video import record_trial
+from meta_rl.experiment import load_experiment
+from meta_rl.task_envs.vector import make_task_vector_env
+from meta_rl.training.rollout import collect_trials
+from meta_rl.training.trainer import Trainer
 
 torch.set_num_threads(1)
 TOY = register_toy_env()

@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from meta_rl.encoder import Belief, ContextEncoder
+from meta_rl.agent.encoder import Belief, ContextEncoder
+from meta_rl.agent.task_model import (
+    TaskDecoder,
+    TrialTensors,
+    elbo_loss,
+    final_belief_error,
+    gaussian_kl,
+)
 from meta_rl.experiment import TaskModelConfig
-from meta_rl.task_model import TaskDecoder, TrialTensors, elbo_loss, final_belief_error, gaussian_kl
 
 if TYPE_CHECKING:
     from tests.conftest import Margins

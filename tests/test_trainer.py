@@ -12,11 +12,11 @@ import test_vector  # noqa: F401  (registers toy/PointGoal-v0)
 import torch
 import yaml
 
-from meta_rl.agent import MetaAgent
-from meta_rl.checkpoint import CheckpointError, load_checkpoint
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
-from meta_rl.trainer import apply_update, train
+from meta_rl.training.checkpoint import CheckpointError, load_checkpoint
+from meta_rl.training.trainer import apply_update, train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_apply_update_skips_non_finite_loss_and_gradient() -> None:
 def test_non_finite_updates_are_skipped_then_stop_the_run_keeping_the_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import meta_rl.trainer as trainer_mod
+    import meta_rl.training.trainer as trainer_mod
 
     real = trainer_mod.ppo_loss
     calls = {"n": 0}

@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from meta_rl.vector import TaskSyncVectorEnv, make_task_vector_env, registered_episode_steps
+from meta_rl.task_envs.vector import (
+    TaskSyncVectorEnv,
+    make_task_vector_env,
+    registered_episode_steps,
+)
 
 TOY_ID = "toy/PointGoal-v0"
 SECTORS = 8

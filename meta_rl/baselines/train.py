@@ -21,8 +21,8 @@ from meta_rl.baselines.agents import SB3PolicyAgent, ScratchPPOAgent
 from meta_rl.baselines.config import BaselineConfig
 from meta_rl.config import ConfigError, from_dict, to_dict
 from meta_rl.experiment import resolve_device
-from meta_rl.family import make_env, register_family
 from meta_rl.runs import create_run_dir, prepare_run_dir, save_config
+from meta_rl.task_envs.family import make_env, register_family
 from meta_rl.trial import AdaptiveAgent, torch_threads
 
 __all__ = [

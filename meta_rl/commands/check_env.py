@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meta_rl.env_checker import check_task_family
     from meta_rl.experiment import load_experiment
+    from meta_rl.task_envs.env_checker import check_task_family
 
     ids = [t for t in args.targets if "=" not in t]
     overrides = [t for t in args.targets if "=" in t]

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
     from meta_rl.experiment import load_experiment
-    from meta_rl.trainer import train
+    from meta_rl.training.trainer import train
 
     exp_overrides, eval_overrides = split_overrides(list(args.overrides))
     eval_path = args.eval_config

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print("\n".join(config_help(ExperimentConfig)))
         return 0
-    from meta_rl.trainer import train
+    from meta_rl.training.trainer import train
 
     if args.resume is not None:
         run_dir = Path(args.resume)

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from meta_rl.family import find_task_env, make_env, register_family
+from meta_rl.task_envs.family import find_task_env, make_env, register_family
+from meta_rl.task_envs.vector import TaskVectorEnvLike, make_task_vector_env
 from meta_rl.trial import AdaptiveAgent, TrialOutcome, run_trial, torch_threads
-from meta_rl.vector import TaskVectorEnvLike, make_task_vector_env
 
 __all__ = [
     "AdaptiveAgent",
@@ -126,7 +126,8 @@ def sample_tasks(
 
 def ensure_registered(env_id: str, module: str | None = None) -> str:
     """Import what registers ``env_id`` (``envs`` for the ``metarl/`` ids, ``module``, the
-    module of a ``module:id``) and return the bare id (:func:`meta_rl.family.register_family`)."""
+    module of a ``module:id``) and return the bare id
+    (:func:`meta_rl.task_envs.family.register_family`)."""
     return register_family(env_id, module)
 
 
@@ -138,7 +139,7 @@ def make_eval_env(
     env_kwargs: Mapping[str, Any] | None = None,
 ) -> TaskVectorEnvLike:
     """A vector env of ``num_envs`` sub-envs that takes one pinned task per sub-env
-    (:func:`meta_rl.vector.make_task_vector_env`: the batched simulator for our ids)."""
+    (:func:`meta_rl.task_envs.vector.make_task_vector_env`: the batched simulator for our ids)."""
     env_id = ensure_registered(env_id)
     return make_task_vector_env(env_id, num_envs, seed=seed, **dict(env_kwargs or {}))
 

@@ -20,7 +20,6 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from meta_rl.checkpoint import locate
 from meta_rl.config import to_dict
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.plots import plot_adaptation_curve
@@ -42,8 +41,9 @@ from meta_rl.evaluation.report import (
 )
 from meta_rl.evaluation.video import describe_task, render_adaptation_video
 from meta_rl.evaluation.wandb_log import log_evaluation
-from meta_rl.family import resolve_episode_steps
-from meta_rl.vector import repeat_per_rollout
+from meta_rl.task_envs.family import resolve_episode_steps
+from meta_rl.task_envs.vector import repeat_per_rollout
+from meta_rl.training.checkpoint import locate
 
 __all__ = [
     "DEFAULT_WANDB_PROJECT",
@@ -299,12 +299,12 @@ def _evaluate_methods(
 
 
 def load_meta_agent(checkpoint_file: Path, device: str, *, use_context: bool = True) -> Any:
-    """A :class:`meta_rl.agent.MetaAgent` from a checkpoint file, with its context on or off.
+    """A :class:`~meta_rl.agent.meta_agent.MetaAgent` from a checkpoint file, context on or off.
 
     A checkpoint whose networks do not fit this version of the agent's code is refused with a
     ``ValueError`` (not a traceback from inside ``load_state_dict``).
     """
-    from meta_rl.agent import MetaAgent
+    from meta_rl.agent.meta_agent import MetaAgent
 
     try:
         agent = MetaAgent.from_checkpoint(checkpoint_file, device=device)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from meta_rl.evaluation.protocol import AdaptiveAgent
-from meta_rl.family import find_task_env
+from meta_rl.task_envs.family import find_task_env
 
 __all__ = [
     "EpisodeFrames",

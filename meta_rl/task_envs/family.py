@@ -188,8 +188,8 @@ def find_task_env(env: gym.Env[Any, Any], env_id: str = "env") -> Any:
     raise TaskProtocolError(
         f"env {env_id!r} does not follow the task protocol: env.unwrapped lacks "
         f"{', '.join(missing)}. Give it `task_distribution` (with `sample(n, split, rng)`) and "
-        f"`set_task(task)`, or wrap another library's env in meta_rl.family.TaskWrapper (see "
-        f"{_DOCS})"
+        "`set_task(task)`, or wrap another library's env in "
+        f"meta_rl.task_envs.family.TaskWrapper (see {_DOCS})"
     )
 
 

@@ -6,7 +6,7 @@ of its parameters, so it can be used functionally (MAML)::
     out = torch.func.functional_call(policy, params, (obs, belief))
 
 ``obs`` is the raw observation (the running normaliser, a buffer, is applied inside);
-``belief`` is :meth:`meta_rl.encoder.Belief.features` (mean and variance of z).
+``belief`` is :meth:`meta_rl.agent.encoder.Belief.features` (mean and variance of z).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from meta_rl import maml
-from meta_rl.task_model import mlp
+from meta_rl.agent import maml
+from meta_rl.agent.task_model import mlp
 
 __all__ = ["ActorCritic", "PolicyOutput", "RunningNorm", "gaussian_entropy", "gaussian_log_prob"]
 

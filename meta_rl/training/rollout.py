@@ -1,10 +1,10 @@
 """Trial collection: K consecutive episodes per sub-environment, one pinned task each.
 
-The rollout drives a :class:`meta_rl.agent.MetaAgent` through :func:`meta_rl.trial.run_trial`
-(the loop evaluation uses too) and records what PPO and the ELBO need, time-major
-``(T, N, ...)`` with ``T = K * episode_steps``. Every episode lasts exactly ``episode_steps``
-(episodes have a fixed length, docs/design.md); an early end (physics error) is followed by
-Gymnasium's next-step autoreset, whose step is recorded with ``mask`` false.
+The rollout drives a :class:`~meta_rl.agent.meta_agent.MetaAgent` through
+:func:`meta_rl.trial.run_trial` (the loop evaluation uses too) and records what PPO and the
+ELBO need, time-major ``(T, N, ...)`` with ``T = K * episode_steps``. Every episode lasts
+exactly ``episode_steps`` (episodes have a fixed length, docs/design.md); an early end (physics
+error) is followed by Gymnasium's next-step autoreset, whose step is recorded with ``mask`` false.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from meta_rl.agent import MetaAgent, StepOutput
-from meta_rl.task_model import TrialTensors
+from meta_rl.agent.meta_agent import MetaAgent, StepOutput
+from meta_rl.agent.task_model import TrialTensors
+from meta_rl.task_envs.vector import TaskVectorEnvLike
 from meta_rl.trial import Step, run_trial
-from meta_rl.vector import TaskVectorEnvLike
 
 __all__ = ["TrialBatch", "collect_trials"]
 

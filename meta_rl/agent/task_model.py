@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from meta_rl.encoder import Belief, ContextEncoder
+from meta_rl.agent.encoder import Belief, ContextEncoder
 from meta_rl.experiment import TaskModelConfig
 
 __all__ = ["ElboTerms", "TaskDecoder", "TrialTensors", "elbo_loss", "gaussian_kl", "mlp"]

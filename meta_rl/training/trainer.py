@@ -3,7 +3,7 @@
 Each iteration reads top to bottom:
 
 1. sample ``tasks_per_batch`` tasks from the train split, one per sub-environment;
-2. collect one trial (K episodes) per task with the :class:`~meta_rl.agent.MetaAgent`;
+2. collect one trial (K episodes) per task with the :class:`~meta_rl.agent.meta_agent.MetaAgent`;
 3. scale rewards, compute GAE over whole trials (episode boundaries inside a trial are not
    terminal: the agent maximises the return of the trial, so exploring early pays off later);
 4. PPO epochs over minibatches (the encoder gets RL gradients only if ``encoder.rl_gradients``);
@@ -37,8 +37,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from meta_rl.agent import AgentNetworks, MetaAgent
-from meta_rl.checkpoint import (
+from meta_rl.agent.encoder import Belief
+from meta_rl.agent.maml import (
+    MetaSGD,
+    batched_loss,
+    expand_rollouts,
+    functional_model,
+    map_batch,
+)
+from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.policy import PolicyOutput
+from meta_rl.agent.task_model import TrialTensors, elbo_loss, final_belief_error
+from meta_rl.config import to_dict
+from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
+from meta_rl.logging import RunLogger
+from meta_rl.runs import (
+    check_fresh_run_dir,
+    create_run_dir,
+    prepare_run_dir,
+    record_resume,
+    save_config,
+)
+from meta_rl.task_envs.family import make_env, register_family, resolve_episode_steps
+from meta_rl.task_envs.vector import (
+    TaskVectorEnvLike,
+    make_task_vector_env,
+    repeat_per_rollout,
+)
+from meta_rl.training.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointManager,
@@ -48,20 +74,7 @@ from meta_rl.checkpoint import (
     remove_orphaned_temp_files,
     write_atomic,
 )
-from meta_rl.config import to_dict
-from meta_rl.encoder import Belief
-from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
-from meta_rl.family import make_env, register_family, resolve_episode_steps
-from meta_rl.logging import RunLogger
-from meta_rl.maml import (
-    MetaSGD,
-    batched_loss,
-    expand_rollouts,
-    functional_model,
-    map_batch,
-)
-from meta_rl.policy import PolicyOutput
-from meta_rl.ppo import (
+from meta_rl.training.ppo import (
     PPOBatch,
     PPOTerms,
     ReturnScaler,
@@ -69,20 +82,7 @@ from meta_rl.ppo import (
     ppo_loss,
     ppo_loss_from_output,
 )
-from meta_rl.rollout import TrialBatch, collect_trials
-from meta_rl.runs import (
-    check_fresh_run_dir,
-    create_run_dir,
-    prepare_run_dir,
-    record_resume,
-    save_config,
-)
-from meta_rl.task_model import TrialTensors, elbo_loss, final_belief_error
-from meta_rl.vector import (
-    TaskVectorEnvLike,
-    make_task_vector_env,
-    repeat_per_rollout,
-)
+from meta_rl.training.rollout import TrialBatch, collect_trials
 
 __all__ = ["Trainer", "apply_update", "train"]
 
@@ -444,7 +444,7 @@ class Trainer:
         sub-environments ``i * m`` to ``i * m + m - 1``. ``adv``/``ret`` from :meth:`advantages`;
         the inner batches are those the agent adapted on while collecting ``batch``
         (``agent.inner_batches``, one row per task). ``trials`` (the batch's
-        :meth:`~meta_rl.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
+        :meth:`~meta_rl.training.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
         encoder's graph (``encoder.rl_gradients``); None uses the recorded ones.
         """
         cfg, nets = self.cfg, self.networks

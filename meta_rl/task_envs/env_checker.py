@@ -20,7 +20,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from meta_rl.family import (
+from meta_rl.task_envs.family import (
     TaskProtocolError,
     find_task_env,
     make_env,

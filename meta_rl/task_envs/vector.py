@@ -1,7 +1,7 @@
 """Task-aware vector envs for any env family that follows the task protocol of docs/design.md.
 
 An env family is usable for meta-training when ``env.unwrapped`` (or a wrapper of it, see
-:class:`meta_rl.family.TaskWrapper`) offers::
+:class:`meta_rl.task_envs.family.TaskWrapper`) offers::
 
     task_distribution.sample(n: int, split: str, rng: numpy.random.Generator) -> list[Task]
     set_task(task) -> None        # pins the task for all later resets
@@ -19,7 +19,12 @@ from typing import Any, Protocol
 import gymnasium
 from gymnasium.vector import SyncVectorEnv
 
-from meta_rl.family import find_task_env, make_env, register_family, registered_episode_steps
+from meta_rl.task_envs.family import (
+    find_task_env,
+    make_env,
+    register_family,
+    registered_episode_steps,
+)
 
 __all__ = [
     "TaskSyncVectorEnv",
@@ -94,7 +99,7 @@ def make_task_vector_env(
 
     Our ids use the batched simulator (unless ``batched`` is false); others are wrapped in
     :class:`TaskSyncVectorEnv`. ``seed`` seeds the first reset. ``env_id`` is a registered id
-    (:func:`meta_rl.family.register_family` imports a user's family first).
+    (:func:`meta_rl.task_envs.family.register_family` imports a user's family first).
     """
     env_id = register_family(env_id)
     if batched and _has_batched(env_id):

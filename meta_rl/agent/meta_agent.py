@@ -17,7 +17,8 @@ carried across episodes of a trial and reset only by :meth:`MetaAgent.begin_tria
 ``adapt`` false the MAML inner loop never runs (:meth:`MetaAgent.zero_shot` turns both off).
 ``from_checkpoint`` accepts a checkpoint file or a run directory.
 
-MAML (``maml.enabled``): :class:`AgentNetworks` then owns a :class:`~meta_rl.maml.MetaSGD` over the
+MAML (``maml.enabled``): :class:`AgentNetworks` then owns a
+:class:`~meta_rl.agent.maml.MetaSGD` over the
 policy's actor (its step sizes are saved with the networks). The agent records each episode and
 :meth:`MetaAgent.end_episode` adapts the policy's parameters on it (under ``no_grad``) when
 ``MetaSGD.adapts_after`` says so; later episodes of the trial act with the adapted parameters,
@@ -38,9 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from meta_rl.encoder import Belief, ContextEncoder
-from meta_rl.experiment import ExperimentConfig, resolve_device
-from meta_rl.maml import (
+from meta_rl.agent.encoder import Belief, ContextEncoder
+from meta_rl.agent.maml import (
     LossFn,
     MetaSGD,
     PolicyGradientBatch,
@@ -52,9 +52,10 @@ from meta_rl.maml import (
     select_adapted_names,
     task_model_inner_loss,
 )
-from meta_rl.policy import ActorCritic, PolicyOutput, RunningNorm, gaussian_log_prob
-from meta_rl.ppo import compute_gae
-from meta_rl.task_model import TaskDecoder
+from meta_rl.agent.policy import ActorCritic, PolicyOutput, RunningNorm, gaussian_log_prob
+from meta_rl.agent.task_model import TaskDecoder
+from meta_rl.experiment import ExperimentConfig, resolve_device
+from meta_rl.training.ppo import compute_gae
 
 __all__ = ["AgentNetworks", "MetaAgent", "StepOutput", "make_inner_loss"]
 
@@ -62,7 +63,7 @@ __all__ = ["AgentNetworks", "MetaAgent", "StepOutput", "make_inner_loss"]
 class AgentNetworks(nn.Module):
     """All learned parts of the agent in one module (one ``state_dict`` in checkpoints).
 
-    With ``maml.enabled`` it also holds ``maml``, a :class:`~meta_rl.maml.MetaSGD` over the
+    With ``maml.enabled`` it also holds ``maml``, a :class:`~meta_rl.agent.maml.MetaSGD` over the
     policy (the actor's output layer with ``adapt_layers: last``; every actor layer and the
     action log-std with ``all``), whose learned step sizes are part of the ``state_dict``, and the
     buffer ``inner_reward_scale``: the factor (1 / std of the trainer's discounted returns) that
@@ -135,7 +136,7 @@ def make_inner_loss(
 ) -> LossFn:
     """The inner loss of ``cfg.maml.inner_loss`` for one task (``vmap``-compatible).
 
-    ``policy_gradient``: :func:`~meta_rl.maml.policy_gradient_inner_loss` on batches
+    ``policy_gradient``: :func:`~meta_rl.agent.maml.policy_gradient_inner_loss` on batches
     ``PolicyGradientBatch(obs=(obs, belief), ...)``. ``task_model``: minus the reward that the
     task decoder (its parameters detached: the policy's meta-loss does not train the model)
     predicts for the policy's mean action, clipped to the action space, on batches
@@ -460,7 +461,7 @@ class MetaAgent:
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> MetaAgent:
         """Load an agent from a checkpoint file, or a run directory (its best, else last)."""
-        from meta_rl.checkpoint import agent_state_from_checkpoint
+        from meta_rl.training.checkpoint import agent_state_from_checkpoint
 
         state = agent_state_from_checkpoint(Path(path))
         dev = resolve_device(device)

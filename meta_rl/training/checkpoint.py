@@ -275,7 +275,7 @@ def locate(path: str | Path, *, prefer: Literal["best", "latest"] = "best") -> L
 
 @dataclass(frozen=True)
 class AgentState:
-    """What :class:`meta_rl.agent.MetaAgent` needs from a checkpoint."""
+    """What :class:`meta_rl.agent.meta_agent.MetaAgent` needs from a checkpoint."""
 
     config: ExperimentConfig
     obs_dim: int

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from meta_rl.agent.policy import PolicyOutput, gaussian_entropy, gaussian_log_prob
 from meta_rl.experiment import PPOConfig
-from meta_rl.policy import PolicyOutput, gaussian_entropy, gaussian_log_prob
 
 __all__ = [
     "PPOBatch",

@@ -32,8 +32,8 @@ Example (1-D regression tasks ``y = slope * x``, one Meta-SGD update)::
 
     import torch
     from torch import nn
-    from meta_rl.maml import MetaSGD, functional_model
-    from meta_rl.maml_config import MAMLConfig
+    from meta_rl.agent.maml import MetaSGD, functional_model
+    from meta_rl.experiment import MAMLConfig
 
     gen = torch.Generator().manual_seed(0)
     net = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 1))
@@ -66,7 +66,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from meta_rl.maml_config import MAMLConfig
+from meta_rl.experiment import MAMLConfig
 
 __all__ = [
     "LossFn",
