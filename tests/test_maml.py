@@ -19,11 +19,11 @@ from meta_rl.agent.maml import (
     TaskModelBatch,
     batched_loss,
     functional_model,
-    gaussian_log_prob,
     policy_gradient_inner_loss,
     select_adapted_names,
     task_model_inner_loss,
 )
+from meta_rl.agent.networks import gaussian_log_prob
 from meta_rl.experiment import MAMLConfig
 
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from meta_rl.agent.policy import ActorCritic, RunningNorm, gaussian_entropy, gaussian_log_prob
+from meta_rl.agent.networks import RunningNorm, gaussian_entropy, gaussian_log_prob
+from meta_rl.agent.policy import ActorCritic
 from meta_rl.experiment import PPOConfig
 from meta_rl.training.ppo import PPOBatch, ReturnScaler, compute_gae, ppo_loss
 
@@ -55,7 +56,7 @@ def _batch(policy: ActorCritic, n: int = 32) -> PPOBatch:
     with torch.no_grad():
         out = policy(obs, belief)
         actions = out.mean + out.log_std.exp() * torch.randn(n, 2, generator=g)
-        logp = gaussian_log_prob(out, actions)
+        logp = gaussian_log_prob(out.mean, out.log_std, actions)
     return PPOBatch(
         obs=obs,
         belief=belief,
@@ -73,9 +74,10 @@ def test_log_prob_and_entropy_match_torch_normal() -> None:
     out = policy(batch.obs, batch.belief)
     dist = torch.distributions.Normal(out.mean, out.log_std.exp())
     torch.testing.assert_close(
-        gaussian_log_prob(out, batch.actions), dist.log_prob(batch.actions).sum(-1)
+        gaussian_log_prob(out.mean, out.log_std, batch.actions),
+        dist.log_prob(batch.actions).sum(-1),
     )
-    torch.testing.assert_close(gaussian_entropy(out), dist.entropy().sum(-1))
+    torch.testing.assert_close(gaussian_entropy(out.mean, out.log_std), dist.entropy().sum(-1))
 
 
 def test_ppo_loss_at_ratio_one_and_functional_call() -> None:

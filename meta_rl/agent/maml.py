@@ -66,6 +66,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from meta_rl.agent.networks import gaussian_log_prob
 from meta_rl.experiment import MAMLConfig
 
 __all__ = [
@@ -76,7 +77,6 @@ __all__ = [
     "batched_loss",
     "expand_rollouts",
     "functional_model",
-    "gaussian_log_prob",
     "map_batch",
     "merge_rollouts",
     "policy_gradient_inner_loss",
@@ -87,8 +87,6 @@ __all__ = [
 Params = dict[str, Tensor]
 LossFn = Callable[[Params, Any], Tensor]
 """``loss_fn(params_one_task, batch_one_task) -> scalar tensor``."""
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def functional_model(module: nn.Module) -> Callable[..., Any]:
@@ -417,12 +415,6 @@ class TaskModelBatch(NamedTuple):
     obs: Any
     context: Tensor
     mask: Tensor
-
-
-def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
-    """Log-density of ``actions`` under a diagonal Gaussian, summed over the last dimension."""
-    z = (actions - mean) * torch.exp(-log_std)
-    return (-0.5 * z.pow(2) - log_std - 0.5 * _LOG_2PI).sum(-1)
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:

@@ -52,7 +52,8 @@ from meta_rl.agent.maml import (
     select_adapted_names,
     task_model_inner_loss,
 )
-from meta_rl.agent.policy import ActorCritic, PolicyOutput, RunningNorm, gaussian_log_prob
+from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
+from meta_rl.agent.policy import ActorCritic, PolicyOutput
 from meta_rl.agent.task_model import TaskDecoder
 from meta_rl.experiment import ExperimentConfig, resolve_device
 from meta_rl.training.ppo import compute_gae
@@ -429,7 +430,7 @@ class MetaAgent:
             else:
                 noise = torch.randn(out.mean.shape, generator=self.generator).to(self.device)
                 raw = out.mean + out.log_std.exp() * noise
-            log_prob = gaussian_log_prob(out, raw)
+            log_prob = gaussian_log_prob(out.mean, out.log_std, raw)
         if self.maml is not None:
             self._append("obs", obs_t)
             self._append("belief", belief)

@@ -14,26 +14,16 @@ i.e. the negative evidence lower bound with unit-variance Gaussian likelihoods, 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from meta_rl.agent.encoder import Belief, ContextEncoder
+from meta_rl.agent.networks import mlp
 from meta_rl.experiment import TaskModelConfig
 
-__all__ = ["ElboTerms", "TaskDecoder", "TrialTensors", "elbo_loss", "gaussian_kl", "mlp"]
-
-
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Linear layers of the given widths with ``activation`` between them (none at the end)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+__all__ = ["ElboTerms", "TaskDecoder", "TrialTensors", "elbo_loss", "gaussian_kl"]
 
 
 @dataclass(frozen=True)

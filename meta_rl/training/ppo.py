@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from meta_rl.agent.policy import PolicyOutput, gaussian_entropy, gaussian_log_prob
+from meta_rl.agent.networks import gaussian_entropy, gaussian_log_prob
+from meta_rl.agent.policy import PolicyOutput
 from meta_rl.experiment import PPOConfig
 
 __all__ = [
@@ -126,13 +127,13 @@ def ppo_loss_from_output(
         mu = mean(adv)
         std = (mean((adv - mu) ** 2) + 1e-8).sqrt()
         adv = (adv - mu) / std
-    log_prob = gaussian_log_prob(out, batch.actions)
+    log_prob = gaussian_log_prob(out.mean, out.log_std, batch.actions)
     log_ratio = log_prob - batch.old_log_probs
     ratio = log_ratio.exp()
     surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
     policy_loss = -mean(surrogate)
     value_loss = 0.5 * mean((out.value - batch.returns) ** 2, w_value)
-    entropy = mean(gaussian_entropy(out))
+    entropy = mean(gaussian_entropy(out.mean, out.log_std))
     total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
     with torch.no_grad():
         approx_kl = mean((ratio - 1.0) - log_ratio)
