@@ -16,7 +16,8 @@ from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training.checkpoint import CheckpointError, load_checkpoint
-from meta_rl.training.trainer import apply_update, train
+from meta_rl.training.optim import apply_update
+from meta_rl.training.trainer import train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,9 +142,9 @@ def test_apply_update_skips_non_finite_loss_and_gradient() -> None:
 def test_non_finite_updates_are_skipped_then_stop_the_run_keeping_the_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import meta_rl.training.trainer as trainer_mod
+    import meta_rl.training.ppo_update as ppo_update_mod
 
-    real = trainer_mod.ppo_loss
+    real = ppo_update_mod.ppo_loss
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -154,7 +155,7 @@ def test_non_finite_updates_are_skipped_then_stop_the_run_keeping_the_last_check
             return type(terms)(**{**terms.__dict__, "total": terms.total * float("nan")})
         return terms
 
-    monkeypatch.setattr(trainer_mod, "ppo_loss", flaky)
+    monkeypatch.setattr(ppo_update_mod, "ppo_loss", flaky)
     cfg = _cfg(
         tmp_path,
         "train.iterations=5",

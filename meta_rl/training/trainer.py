@@ -1,53 +1,40 @@
 """Meta-training: PPO on a belief-conditioned policy plus the ELBO of the task model.
 
-Each iteration reads top to bottom:
+Each iteration (:meth:`Trainer.iteration`) reads top to bottom:
 
 1. sample ``tasks_per_batch`` tasks from the train split, one per sub-environment;
-2. collect one trial (K episodes) per task with the :class:`~meta_rl.agent.meta_agent.MetaAgent`;
+2. collect one trial (K episodes) per task with the :class:`~meta_rl.agent.meta_agent.MetaAgent`
+   (:func:`meta_rl.training.rollout.collect_trials`, on the one trial loop
+   :func:`meta_rl.trial.run_trial`);
 3. scale rewards, compute GAE over whole trials (episode boundaries inside a trial are not
    terminal: the agent maximises the return of the trial, so exploring early pays off later);
-4. PPO epochs over minibatches (the encoder gets RL gradients only if ``encoder.rl_gradients``);
-   with ``maml.enabled`` this is the MAML outer loop instead (:meth:`Trainer.maml_update`):
-   minibatches of whole trials, the inner adaptation rebuilt with its graph from the episodes
-   the agent adapted on, the PPO loss of every episode under the parameters the agent acted with,
-   differentiated through the inner steps into the meta-parameters and the step sizes;
-5. ELBO steps on the encoder and the task decoder;
+4. PPO epochs over minibatches (:mod:`meta_rl.training.ppo_update`; the encoder gets RL
+   gradients only if ``encoder.rl_gradients``); with ``maml.enabled`` the MAML outer loop
+   instead (:mod:`meta_rl.training.maml_update`);
+5. ELBO steps on the encoder and the task decoder (:mod:`meta_rl.training.elbo_update`);
 6. update the observation normaliser; log; every ``eval_every`` iterations evaluate on
-   held-out (test split) tasks; checkpoint at iteration boundaries.
+   held-out (test split) tasks; checkpoint at iteration boundaries
+   (:mod:`meta_rl.training.state` writes and reads the training state).
 
 All randomness comes from generators seeded by ``train.seed`` whose states are checkpointed,
 and each trial's first reset is seeded from them, so ``train(cfg, resume=run_dir)`` makes
 exactly the updates the uninterrupted run would have made (on the same device).
-A non-finite loss or gradient skips that update (logged as ``losses/skipped_updates``);
-``train.max_consecutive_nonfinite`` consecutive skips stop the run, keeping the last good
-checkpoint.
+A non-finite loss or gradient skips that update (logged as ``losses/skipped_updates``;
+:mod:`meta_rl.training.optim`); ``train.max_consecutive_nonfinite`` consecutive skips stop the
+run, keeping the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from meta_rl.agent.encoder import Belief
-from meta_rl.agent.maml import (
-    MetaSGD,
-    batched_loss,
-    expand_rollouts,
-    functional_model,
-    map_batch,
-)
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
-from meta_rl.agent.policy import PolicyOutput
-from meta_rl.agent.task_model import TrialTensors, elbo_loss, final_belief_error
+from meta_rl.agent.task_model import TrialTensors, final_belief_error
 from meta_rl.config import to_dict
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
 from meta_rl.logging import RunLogger
@@ -65,66 +52,20 @@ from meta_rl.task_envs.vector import (
     repeat_per_rollout,
 )
 from meta_rl.training.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
     CheckpointManager,
-    check_compatible,
-    load_checkpoint,
     locate,
     remove_orphaned_temp_files,
     write_atomic,
 )
-from meta_rl.training.ppo import (
-    PPOBatch,
-    PPOTerms,
-    ReturnScaler,
-    compute_gae,
-    ppo_loss,
-    ppo_loss_from_output,
-)
+from meta_rl.training.elbo_update import elbo_update
+from meta_rl.training.maml_update import maml_loss, maml_update
+from meta_rl.training.optim import Counters, GuardedOptimizer
+from meta_rl.training.ppo import PPOTerms, ReturnScaler, compute_gae
+from meta_rl.training.ppo_update import ppo_update
 from meta_rl.training.rollout import TrialBatch, collect_trials
+from meta_rl.training.state import restore_training_state, training_payload
 
-__all__ = ["Trainer", "apply_update", "train"]
-
-
-def apply_update(
-    optimizer: torch.optim.Optimizer,
-    loss: torch.Tensor,
-    params: Iterable[nn.Parameter],
-    max_grad_norm: float,
-) -> bool:
-    """One gradient step unless the loss or a gradient is non-finite; True if it was applied."""
-    optimizer.zero_grad(set_to_none=True)
-    if not bool(torch.isfinite(loss)):
-        return False
-    loss.backward()
-    params = [p for p in params if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    if not bool(torch.isfinite(norm)):
-        optimizer.zero_grad(set_to_none=True)
-        return False
-    optimizer.step()
-    return True
-
-
-@dataclass
-class _Counters:
-    iteration: int = 0
-    env_steps: int = 0
-    best_score: float = -math.inf
-    nonfinite_streak: int = 0
-    skipped_updates: int = 0
-
-
-_PPO_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-"""The PPO terms logged per minibatch update (``losses/<term>``, averaged per iteration)."""
-
-
-def _summarize_losses(stats: dict[str, list[float]]) -> dict[str, float]:
-    """The mean of every logged value, and ``losses/updates``: the updates applied."""
-    out = {k: float(np.mean(v)) for k, v in stats.items()}
-    out["losses/updates"] = float(len(stats.get("losses/policy_loss", [])))
-    return out
+__all__ = ["Trainer", "train"]
 
 
 class Trainer:
@@ -209,12 +150,19 @@ class Trainer:
         self.elbo_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
         self.elbo_opt = torch.optim.Adam(self.elbo_params, lr=cfg.task_model.lr)
         self.scaler = ReturnScaler(cfg.ppo.gamma, enabled=cfg.ppo.normalize_rewards)
-        self.counters = _Counters()
+        self.counters = Counters()
+        limit = cfg.train.max_consecutive_nonfinite
+        self.ppo_guard = GuardedOptimizer(
+            self.ppo_opt, ppo_params, cfg.ppo.max_grad_norm, self.counters, limit
+        )
+        self.elbo_guard = GuardedOptimizer(
+            self.elbo_opt, self.elbo_params, cfg.task_model.max_grad_norm, self.counters, limit
+        )
         self.config_hash = config_hash(cfg)
         self.run_dir: Path | None = None
         self._checkpoints: CheckpointManager | None = None
         if resume_from is not None:
-            self._restore(resume_from)
+            restore_training_state(self, resume_from)
         if run_dir is not None:
             self.attach(run_dir)
 
@@ -233,83 +181,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _payload(self) -> dict[str, Any]:
-        c = self.counters
-        return {
-            "meta": {
-                "format_version": FORMAT_VERSION,
-                "config_hash": self.config_hash,
-                "env_id": self.cfg.env.id,
-                "obs_shape": list(self.obs_shape),
-                "action_shape": list(self.action_shape),
-                "iteration": c.iteration,
-                "env_steps": c.env_steps,
-                "created": time.time(),
-            },
-            "config": to_dict(self.cfg),
-            "action_low": self.action_low.tolist(),
-            "action_high": self.action_high.tolist(),
-            "networks": {k: v.detach().cpu() for k, v in self.networks.state_dict().items()},
-            "trainer": {
-                "ppo_opt": self.ppo_opt.state_dict(),
-                "elbo_opt": self.elbo_opt.state_dict(),
-                "np_rng": self.np_rng.bit_generator.state,
-                "act_gen": self.act_gen.get_state(),
-                "learn_gen": self.learn_gen.get_state(),
-                "scaler": self.scaler.state_dict(),
-                "counters": {
-                    "iteration": c.iteration,
-                    "env_steps": c.env_steps,
-                    "best_score": c.best_score,
-                    "nonfinite_streak": c.nonfinite_streak,
-                    "skipped_updates": c.skipped_updates,
-                },
-            },
-        }
-
-    def _restore(self, path: Path) -> None:
-        payload = load_checkpoint(path)
-        check_compatible(
-            payload,
-            config_hash=self.config_hash,
-            env_id=self.cfg.env.id,
-            obs_shape=self.obs_shape,
-            action_shape=self.action_shape,
-            path=path,
-            config=to_dict(self.cfg),
-        )
-        try:
-            self.networks.load_state_dict(payload["networks"])
-            tr = payload["trainer"]
-            self.ppo_opt.load_state_dict(tr["ppo_opt"])
-            self.elbo_opt.load_state_dict(tr["elbo_opt"])
-            self.np_rng.bit_generator.state = tr["np_rng"]
-            self.act_gen.set_state(tr["act_gen"])
-            self.learn_gen.set_state(tr["learn_gen"])
-            self.scaler.load_state_dict(tr["scaler"])
-            self.counters = _Counters(**tr["counters"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {str(path)!r} cannot be restored: {e}") from e
-
     def save(self, is_best: bool, logger: RunLogger | None = None) -> Path:
-        path = self.checkpoints.save(self.counters.iteration, self._payload(), is_best=is_best)
+        path = self.checkpoints.save(
+            self.counters.iteration, training_payload(self), is_best=is_best
+        )
         if logger is not None:
             logger.log_checkpoint(path, ["latest", "best"] if is_best else ["latest"])
         return path
 
     # ------------------------------------------------------------------ one iteration
 
-    def _update_ok(self, applied: bool) -> None:
-        c = self.counters
-        if applied:
-            c.nonfinite_streak = 0
-        else:
-            c.nonfinite_streak += 1
-            c.skipped_updates += 1
-
     @property
     def stopped(self) -> bool:
-        return self.counters.nonfinite_streak >= self.cfg.train.max_consecutive_nonfinite
+        """Too many non-finite updates in a row: the run stops."""
+        return self.ppo_guard.stopped
 
     def advantages(self, batch: TrialBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE over whole trials on scaled rewards: ``(advantages, returns)``, each ``(T, N)``."""
@@ -328,107 +213,38 @@ class Trainer:
             cfg.ppo.gae_lambda,
         )
 
-    def _sub_beliefs(self, trials: TrialTensors, idx: torch.Tensor) -> torch.Tensor:
-        """Belief features ``(T, n, F)`` of trials ``idx`` recomputed with the encoder's graph."""
-        sub = trials.select(idx)
-        beliefs, _ = self.networks.encoder(
-            sub.obs, sub.action, sub.reward, sub.next_obs, sub.done, mask=sub.mask
-        )
-        before = self.networks.encoder.beliefs_with_prior(beliefs)
-        return Belief(before.mean[:-1], before.logvar[:-1]).features()
+    def _recompute_trials(self, batch: TrialBatch) -> TrialTensors | None:
+        """The trials to recompute beliefs from when the encoder learns from PPO, else None."""
+        enc = self.cfg.encoder
+        return batch.trial_tensors(self.agent) if enc.rl_gradients and enc.use_context else None
 
     def ppo_update(self, batch: TrialBatch) -> dict[str, float]:
-        cfg, nets = self.cfg, self.networks
+        """Step 4 without MAML (:func:`meta_rl.training.ppo_update.ppo_update`)."""
         adv, ret = self.advantages(batch)
-        t_len, n = batch.rewards.shape
-        recompute = cfg.encoder.rl_gradients and cfg.encoder.use_context
-        trials = batch.trial_tensors(self.agent) if recompute else None
-        stats: dict[str, list[float]] = {}
-        for _ in range(cfg.ppo.epochs):
-            if recompute:
-                # The encoder learns from PPO too: minibatches of whole trials.
-                perm = torch.randperm(n, generator=self.learn_gen).to(self.device)
-                chunks = perm.chunk(min(cfg.ppo.minibatches, n))
-            else:
-                perm = torch.randperm(t_len * n, generator=self.learn_gen).to(self.device)
-                chunks = perm.chunk(cfg.ppo.minibatches)
-            for idx in chunks:
-                if recompute:
-                    assert trials is not None
-                    feats = self._sub_beliefs(trials, idx)
-                    mb = PPOBatch(
-                        obs=batch.obs[:, idx].flatten(0, 1),
-                        belief=feats.flatten(0, 1),
-                        actions=batch.raw_actions[:, idx].flatten(0, 1),
-                        old_log_probs=batch.log_probs[:, idx].flatten(0, 1),
-                        advantages=adv[:, idx].flatten(0, 1),
-                        returns=ret[:, idx].flatten(0, 1),
-                        mask=batch.mask[:, idx].flatten(0, 1),
-                    )
-                else:
-                    mb = PPOBatch(
-                        obs=batch.obs.flatten(0, 1)[idx],
-                        belief=batch.beliefs.flatten(0, 1)[idx],
-                        actions=batch.raw_actions.flatten(0, 1)[idx],
-                        old_log_probs=batch.log_probs.flatten(0, 1)[idx],
-                        advantages=adv.flatten(0, 1)[idx],
-                        returns=ret.flatten(0, 1)[idx],
-                        mask=batch.mask.flatten(0, 1)[idx],
-                    )
-                if not self._ppo_step(ppo_loss(nets.policy, None, mb, cfg.ppo), stats):
-                    break
-            if self.stopped:
-                break
-        return _summarize_losses(stats)
-
-    def _ppo_step(self, terms: PPOTerms, stats: dict[str, list[float]]) -> bool:
-        """One optimizer step on ``terms.total``; its terms go into ``stats`` as ``losses/<term>``.
-
-        False when the run must stop (too many non-finite updates in a row).
-        """
-        applied = apply_update(
-            self.ppo_opt, terms.total, self.ppo_params, self.cfg.ppo.max_grad_norm
+        return ppo_update(
+            self.cfg,
+            self.networks,
+            batch,
+            adv,
+            ret,
+            trials=self._recompute_trials(batch),
+            guard=self.ppo_guard,
+            generator=self.learn_gen,
         )
-        self._update_ok(applied)
-        if self.stopped:
-            return False
-        for key in _PPO_TERMS:
-            stats.setdefault(f"losses/{key}", []).append(float(getattr(terms, key).detach()))
-        return True
 
     def maml_update(self, batch: TrialBatch) -> dict[str, float]:
-        """The MAML outer loop: PPO on every episode of the trials, through the inner steps.
-
-        For each epoch and each minibatch of whole trials (the inner loss needs a task's whole
-        episode): start from the meta-parameters, evaluate the policy on episode 0, adapt on the
-        batch the agent adapted on after episode 0 (``agent.inner_batches``; with the graph
-        unless ``maml.first_order``), evaluate episode 1 with the adapted parameters, and so on.
-        The clipped PPO loss over all episodes (old log-probs: what the agent acted with), plus
-        the value loss, is back-propagated into the policy's meta-parameters, the Meta-SGD step
-        sizes and (``encoder.rl_gradients``) the encoder. The critic is not adapted.
-        """
-        cfg, nets = self.cfg, self.networks
-        maml = nets.maml
-        assert maml is not None
+        """Step 4 with MAML (:func:`meta_rl.training.maml_update.maml_update`)."""
         adv, ret = self.advantages(batch)
-        n = batch.rewards.shape[1] // cfg.maml.rollouts_per_task  # tasks
-        recompute = cfg.encoder.rl_gradients and cfg.encoder.use_context
-        trials = batch.trial_tensors(self.agent) if recompute else None
-        stats: dict[str, list[float]] = {}
-        stats.update(self._inner_loss_stats(maml, self.agent.inner_batches))
-        nets.inner_reward_scale.fill_(self.scaler.reward_scale)
-        for _ in range(cfg.ppo.epochs):
-            perm = torch.randperm(n, generator=self.learn_gen).to(self.device)
-            for idx in perm.chunk(min(cfg.ppo.minibatches, n)):
-                if not self._ppo_step(self.maml_loss(batch, adv, ret, idx, trials), stats):
-                    break
-            if self.stopped:
-                break
-        out_stats = _summarize_losses(stats)
-        for name, size in maml.step_sizes().items():
-            value = size.detach().mean() if isinstance(size, torch.Tensor) else size
-            out_stats[f"maml/step_size/{name}"] = float(value)
-        return out_stats
+        return maml_update(
+            self.agent,
+            batch,
+            adv,
+            ret,
+            trials=self._recompute_trials(batch),
+            guard=self.ppo_guard,
+            generator=self.learn_gen,
+            reward_scale=self.scaler.reward_scale,
+        )
 
     def maml_loss(
         self,
@@ -438,84 +254,18 @@ class Trainer:
         idx: torch.Tensor,
         trials: TrialTensors | None = None,
     ) -> PPOTerms:
-        """The outer (meta) loss of trials ``idx`` of ``batch``, differentiable end to end.
-
-        ``idx`` are tasks: with ``maml.rollouts_per_task`` m, task i's trials are the
-        sub-environments ``i * m`` to ``i * m + m - 1``. ``adv``/``ret`` from :meth:`advantages`;
-        the inner batches are those the agent adapted on while collecting ``batch``
-        (``agent.inner_batches``, one row per task). ``trials`` (the batch's
-        :meth:`~meta_rl.training.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
-        encoder's graph (``encoder.rl_gradients``); None uses the recorded ones.
-        """
-        cfg, nets = self.cfg, self.networks
-        maml, inner_loss = nets.maml, self.agent.inner_loss
-        if maml is None or inner_loss is None:
-            raise ValueError("maml.enabled: the MAML outer loss needs maml.enabled=true")
-        inner = self.agent.inner_batches
-        episodes = cfg.env.episodes_per_trial
-        steps = batch.rewards.shape[0] // episodes
-        model = torch.func.vmap(functional_model(nets.policy))
-        m = cfg.maml.rollouts_per_task
-        task_idx = idx
-        idx = (task_idx.unsqueeze(1) * m + torch.arange(m, device=idx.device)).flatten()
-        if trials is not None:
-            feats = self._sub_beliefs(trials, idx).transpose(0, 1)
-        else:
-            feats = batch.beliefs[:, idx].transpose(0, 1)
-        obs = batch.obs[:, idx].transpose(0, 1)
-        params = maml.init_params(len(task_idx))
-        outs = []
-        for k in range(episodes):
-            sl = slice(k * steps, (k + 1) * steps)
-            outs.append(model(expand_rollouts(params, m), obs[:, sl], feats[:, sl]))
-            if k < episodes - 1 and k in inner:
-                params = maml.adapt(params, inner_loss, _select(inner[k], task_idx))
-        out = PolicyOutput(*(torch.cat(parts, dim=1) for parts in zip(*outs, strict=True)))
-        mb = PPOBatch(
-            obs=obs,
-            belief=feats,
-            actions=batch.raw_actions[:, idx].transpose(0, 1),
-            old_log_probs=batch.log_probs[:, idx].transpose(0, 1),
-            advantages=adv[:, idx].transpose(0, 1),
-            returns=ret[:, idx].transpose(0, 1),
-            mask=batch.mask[:, idx].transpose(0, 1),
-        )
-        policy_mask = None
-        if cfg.maml.outer_episodes == "adapted":
-            # Episode 0 acts with the meta-parameters: only the later ones (adapted) count.
-            policy_mask = torch.ones_like(mb.mask, dtype=torch.bool)
-            policy_mask[:, :steps] = False
-        return ppo_loss_from_output(out, mb, cfg.ppo, policy_mask=policy_mask)
-
-    def _inner_loss_stats(self, maml: MetaSGD, inner: dict[int, Any]) -> dict[str, list[float]]:
-        """The inner loss on the first adapted episode before and after adapting on it."""
-        loss_fn = self.agent.inner_loss
-        if 0 not in inner or loss_fn is None:
-            return {}
-        with torch.no_grad():
-            params = maml.init_params(
-                self.cfg.env.tasks_per_batch // self.cfg.maml.rollouts_per_task
-            )
-            pre = batched_loss(loss_fn, params, inner[0])
-            post = batched_loss(loss_fn, maml.adapt(params, loss_fn, inner[0]), inner[0])
-        return {
-            "maml/inner_loss_pre": [float(pre.mean())],
-            "maml/inner_loss_post": [float(post.mean())],
-        }
+        """The outer loss of tasks ``idx`` (:func:`meta_rl.training.maml_update.maml_loss`)."""
+        return maml_loss(self.agent, batch, adv, ret, idx, trials)
 
     def elbo_update(self, batch: TrialBatch) -> dict[str, float]:
-        cfg, nets = self.cfg.task_model, self.networks
-        trials = batch.trial_tensors(self.agent)
-        stats: dict[str, list[float]] = {}
-        for _ in range(cfg.updates_per_iteration):
-            terms = elbo_loss(nets.encoder, nets.decoder, trials, cfg, self.learn_gen)
-            applied = apply_update(self.elbo_opt, terms.total, self.elbo_params, cfg.max_grad_norm)
-            self._update_ok(applied)
-            if self.stopped:
-                break
-            for key in ("total", "reward_loss", "state_loss", "kl"):
-                stats.setdefault(key, []).append(float(getattr(terms, key).detach()))
-        return {f"losses/elbo_{k}": float(np.mean(v)) for k, v in stats.items()}
+        """Step 5 (:func:`meta_rl.training.elbo_update.elbo_update`)."""
+        return elbo_update(
+            self.cfg.task_model,
+            self.networks,
+            batch.trial_tensors(self.agent),
+            guard=self.elbo_guard,
+            generator=self.learn_gen,
+        )
 
     def evaluate(self) -> dict[str, float]:
         """Deterministic trials on the run's fixed held-out tasks: adaptation and model error."""
@@ -602,11 +352,6 @@ class Trainer:
     def close(self) -> None:
         self.venv.close()
         self.eval_venv.close()
-
-
-def _select(tree: Any, idx: torch.Tensor) -> Any:
-    """Rows ``idx`` (tasks) of every tensor of a batch (tensors in tuples / NamedTuples)."""
-    return map_batch(tree, lambda _path, t: t[idx])
 
 
 def _drop_metrics_after(run_dir: Path, iteration: int) -> None:

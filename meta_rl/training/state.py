@@ -1,0 +1,89 @@
+"""The one place that writes and reads the training state of a run.
+
+A checkpoint's payload (:mod:`meta_rl.training.checkpoint` stores it) holds ``meta`` (format
+version, config hash, env id, spaces, progress), the resolved ``config``, the action bounds, the
+``networks`` and the ``trainer`` state: both optimisers, every generator state, the return
+scaler and the counters. Restoring all of it makes a resumed run make exactly the updates the
+uninterrupted run would have made (on the same device).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meta_rl.config import to_dict
+from meta_rl.training.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+)
+from meta_rl.training.optim import Counters
+
+if TYPE_CHECKING:
+    from meta_rl.training.trainer import Trainer
+
+__all__ = ["restore_training_state", "training_payload"]
+
+
+def training_payload(trainer: Trainer) -> dict[str, Any]:
+    """Everything a checkpoint of ``trainer`` holds."""
+    c = trainer.counters
+    return {
+        "meta": {
+            "format_version": FORMAT_VERSION,
+            "config_hash": trainer.config_hash,
+            "env_id": trainer.cfg.env.id,
+            "obs_shape": list(trainer.obs_shape),
+            "action_shape": list(trainer.action_shape),
+            "iteration": c.iteration,
+            "env_steps": c.env_steps,
+            "created": time.time(),
+        },
+        "config": to_dict(trainer.cfg),
+        "action_low": trainer.action_low.tolist(),
+        "action_high": trainer.action_high.tolist(),
+        "networks": {k: v.detach().cpu() for k, v in trainer.networks.state_dict().items()},
+        "trainer": {
+            "ppo_opt": trainer.ppo_opt.state_dict(),
+            "elbo_opt": trainer.elbo_opt.state_dict(),
+            "np_rng": trainer.np_rng.bit_generator.state,
+            "act_gen": trainer.act_gen.get_state(),
+            "learn_gen": trainer.learn_gen.get_state(),
+            "scaler": trainer.scaler.state_dict(),
+            "counters": {f.name: getattr(c, f.name) for f in fields(c)},
+        },
+    }
+
+
+def restore_training_state(trainer: Trainer, path: Path) -> None:
+    """Load checkpoint ``path`` into ``trainer``; a checkpoint of another config, env id or
+    spaces, or one that does not fit, raises :class:`CheckpointError` that says which."""
+    payload = load_checkpoint(path)
+    check_compatible(
+        payload,
+        config_hash=trainer.config_hash,
+        env_id=trainer.cfg.env.id,
+        obs_shape=trainer.obs_shape,
+        action_shape=trainer.action_shape,
+        path=path,
+        config=to_dict(trainer.cfg),
+    )
+    try:
+        trainer.networks.load_state_dict(payload["networks"])
+        tr = payload["trainer"]
+        trainer.ppo_opt.load_state_dict(tr["ppo_opt"])
+        trainer.elbo_opt.load_state_dict(tr["elbo_opt"])
+        trainer.np_rng.bit_generator.state = tr["np_rng"]
+        trainer.act_gen.set_state(tr["act_gen"])
+        trainer.learn_gen.set_state(tr["learn_gen"])
+        trainer.scaler.load_state_dict(tr["scaler"])
+        counters = Counters(**tr["counters"])
+        for f in fields(counters):
+            # In place: the optimisers' guards share this object.
+            setattr(trainer.counters, f.name, getattr(counters, f.name))
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be restored: {e}") from e
