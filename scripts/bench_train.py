@@ -1,6 +1,6 @@
 """Benchmark meta-training: ``python scripts/bench_train.py --out runs/bench_train``.
 
-The same as ``metarl bench-train`` (logic in meta_rl/benchmark.py).
+The same as ``metarl bench-train`` (logic in meta_rl/training/benchmark.py).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, evaluate_ablations
 from meta_rl.config import load_config
+from meta_rl.evaluation.ablations import ABLATION_CONFIGS, bench_ablations, evaluate_ablations
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
 from meta_rl.training.checkpoint import load_checkpoint

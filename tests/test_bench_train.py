@@ -1,4 +1,4 @@
-"""meta_rl.benchmark (metarl bench-train): JSON summary and plot from short runs (toy family)."""
+"""meta_rl.training.benchmark (metarl bench-train): JSON summary and plot from short runs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import test_vector
 import torch
 
-from meta_rl.benchmark import bench_train
+from meta_rl.training.benchmark import bench_train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,10 +84,10 @@ def test_training_workers_end_with_a_killed_parent(tmp_path: Path) -> None:
     script.write_text(
         "import multiprocessing, os, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
-        "from meta_rl.benchmark import _exit_with_parent\n"
+        "from meta_rl.training.benchmark import exit_with_parent\n"
         "if __name__ == '__main__':\n"
         "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
-        "                               initializer=_exit_with_parent, initargs=(os.getpid(),))\n"
+        "                               initializer=exit_with_parent, initargs=(os.getpid(),))\n"
         "    print(pool.submit(os.getpid).result(), flush=True)\n"
         "    pool.submit(time.sleep, 600)\n"
         "    time.sleep(600)\n"

@@ -301,7 +301,7 @@ def test_task_model_inner_loss_trains(tmp_path: Path) -> None:
 
 
 def test_bench_meta_update_times_the_three_updates_on_the_same_data(tmp_path: Path) -> None:
-    from meta_rl.benchmark import bench_meta_update
+    from meta_rl.training.benchmark import bench_meta_update
 
     cost = bench_meta_update(_cfg(tmp_path), tmp_path / "bench", repeats=2)
     for key in ("plain_s", "maml_s", "maml_first_order_s"):

@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare_runs(args: argparse.Namespace) -> int:
-    from meta_rl.benchmark import evaluate_ablations
     from meta_rl.config import load_config
+    from meta_rl.evaluation.ablations import evaluate_ablations
     from meta_rl.evaluation.config import EvalConfig
 
     if args.ablations is not None or args.meta_update_cost or args.jobs != 1:
@@ -90,10 +90,11 @@ def _compare_runs(args: argparse.Namespace) -> int:
 
 
 def _run_ablations(args: argparse.Namespace) -> int:
-    from meta_rl.benchmark import ABLATION_CONFIGS, bench_ablations, bench_meta_update
     from meta_rl.config import load_config
+    from meta_rl.evaluation.ablations import ABLATION_CONFIGS, bench_ablations
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.experiment import load_experiment
+    from meta_rl.training.benchmark import bench_meta_update
 
     out = Path(args.out)
     eval_cfg = load_config(EvalConfig, args.eval_config) if args.eval_config else None
@@ -128,7 +129,7 @@ def _run_ablations(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meta_rl.benchmark import bench_train
+    from meta_rl.training.benchmark import bench_train
 
     if args.compare is not None:
         return _compare_runs(args)

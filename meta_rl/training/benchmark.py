@@ -1,4 +1,5 @@
-"""Meta-training benchmark: throughput and held-out learning curves for each task variant.
+"""Meta-training speed benchmarks: throughput and held-out learning curves per task variant,
+and the cost of the MAML outer update.
 
 For each variant a short meta-training run is made from ``configs/<variant>.yaml`` (budget and
 evaluation frequency overridden), and its ``metrics.jsonl`` gives:
@@ -12,56 +13,38 @@ evaluation frequency overridden), and its ``metrics.jsonl`` gives:
   environment steps.
 
 :func:`bench_train` writes ``bench_train.json`` and ``bench_train.png`` under ``out_dir``.
-
-Ablations (MAML integration): :func:`bench_ablations` trains the full agent and its ablations
-(``configs/ablations/<name>.yaml``: ``full``, ``context_only``, ``maml_only``) with the same
-budget and tabulates held-out success and return per episode of a trial
-(:func:`ablation_table`, also written as ``ablations.md``); given an evaluation config it then
-evaluates every trained agent and its zero-shot control under one protocol
-(:func:`evaluate_ablations`: the same M held-out tasks, bootstrap intervals, the table in
-``eval/eval.md``). :func:`bench_meta_update` times, side
-by side on the same collected trials, the outer update without the inner loop and with it
-(second and first order), and prints the ratios.
-"""
+:func:`bench_meta_update` times, side by side on the same collected trials, the outer update
+without the inner loop and with it (second and first order), and prints the ratios. The
+ablations (training the agent's variants and comparing them) are
+:mod:`meta_rl.evaluation.ablations`."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from meta_rl.evaluation.config import EvalConfig
-from meta_rl.evaluation.report import EvalReport
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training.trainer import Trainer, train
 
 __all__ = [
-    "ABLATION_CONFIGS",
     "VARIANT_CONFIGS",
-    "ablation_table",
-    "bench_ablations",
     "bench_meta_update",
     "bench_train",
-    "evaluate_ablations",
+    "exit_with_parent",
     "plot_curves",
+    "short_run_config",
     "summarize_run",
+    "timed_train",
 ]
-
-ABLATION_CONFIGS: dict[str, str] = {
-    "full": "ablations/full.yaml",
-    "context_only": "ablations/context_only.yaml",
-    "maml_only": "ablations/maml_only.yaml",
-}
 
 VARIANT_CONFIGS: dict[str, str] = {
     "reach": "reach.yaml",
@@ -151,7 +134,7 @@ def plot_curves(results: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _short_run_config(
+def short_run_config(
     path: Path,
     experiment: str,
     iterations: int,
@@ -174,7 +157,7 @@ def _short_run_config(
     )
 
 
-def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+def exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     """Worker initializer: end this process once ``parent_pid`` is no longer its parent.
 
     A killed parent (``kill``, not Ctrl-C, which reaches the whole process group) would
@@ -190,7 +173,7 @@ def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _timed_train(cfg: ExperimentConfig) -> tuple[Path, float]:
+def timed_train(cfg: ExperimentConfig) -> tuple[Path, float]:
     """Train ``cfg``: its run directory and the wall-clock seconds it took."""
     start = time.perf_counter()
     run_dir = train(cfg)
@@ -214,7 +197,7 @@ def bench_train(
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for name in variants:
-        cfg = _short_run_config(
+        cfg = short_run_config(
             Path(config_dir) / VARIANT_CONFIGS[name],
             f"bench-{name}",
             iterations,
@@ -222,176 +205,11 @@ def bench_train(
             out_dir,
             overrides,
         )
-        results[name] = summarize_run(*_timed_train(cfg))
+        results[name] = summarize_run(*timed_train(cfg))
     summary = {"variants": results, "iterations": iterations, "overrides": list(overrides)}
     (out_dir / "bench_train.json").write_text(json.dumps(summary, indent=2))
     plot_curves(results, out_dir / "bench_train.png")
     return summary
-
-
-def _final_eval(run_dir: Path) -> dict[str, Any]:
-    """Held-out success and return per episode of a trial at the run's last evaluation."""
-    records = [r for r in read_metrics(run_dir) if "adapt/return_ep1" in r]
-    if not records:
-        raise ValueError(f"run {str(run_dir)!r} logged no held-out evaluation")
-    last = records[-1]
-    k = max(int(key.removeprefix("adapt/return_ep")) for key in last if "adapt/return_ep" in key)
-    return {
-        "iteration": int(last["iteration"]),
-        "env_steps": int(last["env_steps"]),
-        "success": [float(last[f"adapt/success_ep{i}"]) for i in range(1, k + 1)],
-        "return": [float(last[f"adapt/return_ep{i}"]) for i in range(1, k + 1)],
-        "first_eval_return": [float(records[0][f"adapt/return_ep{i}"]) for i in range(1, k + 1)],
-    }
-
-
-def ablation_table(results: dict[str, dict[str, Any]]) -> str:
-    """A markdown table: held-out success and return of each episode of a trial per ablation."""
-    k = max(len(r["success"]) for r in results.values())
-    head = (
-        "| agent | env steps | "
-        + " | ".join(f"success ep{i}" for i in range(1, k + 1))
-        + " | "
-        + " | ".join(f"return ep{i}" for i in range(1, k + 1))
-        + " | wall s |"
-    )
-    lines = [head, "|" + " --- |" * (2 * k + 3)]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['env_steps']} | "
-            + " | ".join(f"{v:.2f}" for v in r["success"])
-            + " | "
-            + " | ".join(f"{v:.1f}" for v in r["return"])
-            + f" | {r['wall_s']:.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def bench_ablations(
-    out_dir: Path,
-    *,
-    ablations: Sequence[str] = tuple(ABLATION_CONFIGS),
-    iterations: int = 30,
-    eval_every: int = 10,
-    config_dir: Path = Path("configs"),
-    overrides: Sequence[str] = (),
-    eval_cfg: EvalConfig | None = None,
-    jobs: int = 1,
-) -> dict[str, Any]:
-    """Train each ablation with the same budget and overrides; compare on held-out tasks.
-
-    Returns ``{"ablations": {name: final evaluation + wall_s + run_dir}, "table": markdown}``
-    and writes ``ablations.json`` and ``ablations.md`` under ``out_dir``. Every run uses the
-    same seed, so the held-out tasks are the same for all. With ``eval_cfg`` the trained agents
-    are then evaluated together (:func:`evaluate_ablations`, into ``out_dir/eval``) and the
-    summary gains ``"eval_table"`` (its markdown) and ``"eval"`` (per method: success and return
-    per episode with their intervals).
-
-    ``jobs`` > 1 trains that many agents at once, each in its own process (spawned, so the
-    trainings share nothing); every run's result is the same as when trained alone, only its
-    ``wall_s`` then includes the contention for the cores. The workers end with this process,
-    even when it is killed.
-    """
-    unknown = [a for a in ablations if a not in ABLATION_CONFIGS]
-    if unknown:
-        raise ValueError(f"ablations: got {unknown[0]!r}; allowed: {', '.join(ABLATION_CONFIGS)}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}; allowed: an integer >= 1")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    configs = {
-        name: _short_run_config(
-            Path(config_dir) / ABLATION_CONFIGS[name],
-            f"ablation-{name}",
-            iterations,
-            eval_every,
-            out_dir,
-            ["logging.progress_bar=false", *overrides],
-        )
-        for name in ablations
-    }
-    if jobs == 1:
-        trained = [_timed_train(cfg) for cfg in configs.values()]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=context,
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        ) as pool:
-            trained = list(pool.map(_timed_train, configs.values()))
-    results: dict[str, dict[str, Any]] = {}
-    for name, (run_dir, wall) in zip(configs, trained, strict=True):
-        results[name] = {**_final_eval(run_dir), "wall_s": wall, "run_dir": str(run_dir)}
-    table = ablation_table(results)
-    summary = {
-        "ablations": results,
-        "table": table,
-        "iterations": iterations,
-        "overrides": list(overrides),
-        "jobs": jobs,
-    }
-    if eval_cfg is not None:
-        report = evaluate_ablations(
-            {name: Path(r["run_dir"]) for name, r in results.items()}, eval_cfg, out_dir / "eval"
-        )
-        summary["eval_table"] = (out_dir / "eval" / "eval.md").read_text()
-        summary["eval"] = {
-            m.name: {metric: [c.to_dict() for c in m.curves[metric]] for metric in m.curves}
-            for m in report.methods
-        }
-    (out_dir / "ablations.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "ablations.md").write_text(table + "\n")
-    return summary
-
-
-def evaluate_ablations(
-    run_dirs: dict[str, Path], eval_cfg: EvalConfig, out_dir: Path
-) -> EvalReport:
-    """Every trained agent (its last checkpoint: ``best.pt`` was chosen on held-out tasks, so it
-    would flatter the agents) and its zero-shot control, under one protocol: the same held-out
-    tasks, seeds and bootstrap, one table and one plot.
-
-    ``run_dirs`` maps a name to a training run directory; all runs must share the env id and its
-    arguments (else ``ValueError``). The control ``<name> zero-shot`` is the same networks with
-    adaptation off (:meth:`~meta_rl.agent.meta_agent.MetaAgent.zero_shot`), so each row pair
-    isolates what
-    the trial's earlier episodes contribute. Only the first agent is filmed.
-    """
-    from meta_rl.evaluation.runner import (
-        Method,
-        clean_env_kwargs,
-        evaluate_methods,
-        load_meta_agent,
-        with_training_episode_steps,
-    )
-    from meta_rl.training.checkpoint import locate
-
-    if not run_dirs:
-        raise ValueError("run_dirs: need at least one trained run to evaluate")
-    methods: list[Method] = []
-    env: tuple[str, dict[str, Any]] | None = None
-    cfg = eval_cfg
-    for i, (name, run_dir) in enumerate(run_dirs.items()):
-        file = locate(run_dir, prefer="latest").file
-        agent = load_meta_agent(file, eval_cfg.device)
-        this = (agent.env_id, clean_env_kwargs(agent.env_kwargs))
-        if env is None:
-            env, cfg = this, with_training_episode_steps(eval_cfg, agent)
-        elif this != env:
-            raise ValueError(
-                f"run_dirs: {name!r} was trained on {this[0]!r} with {this[1]}, the first run on "
-                f"{env[0]!r} with {env[1]}; compare runs of the same environment"
-            )
-        kind = "agent" if i == 0 else "ablation"
-        methods.append(Method(name, agent, kind=kind, source=str(file)))
-        if eval_cfg.zero_shot:
-            methods.append(
-                Method(f"{name} zero-shot", agent.zero_shot(), kind="zero_shot", source=str(file))
-            )
-    assert env is not None
-    return evaluate_methods(methods, env_id=env[0], cfg=cfg, out_dir=out_dir, env_kwargs=env[1])
 
 
 def bench_meta_update(
