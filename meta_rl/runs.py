@@ -8,7 +8,9 @@ the config keys it changed (the budget), which ``config.yaml`` then shows.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,17 @@ __all__ = [
     "create_run_dir",
     "prepare_run_dir",
     "record_resume",
+    "remove_orphaned_temp_files",
     "save_config",
+    "write_atomic",
 ]
 
 RESUMES_FILE = "resumes.jsonl"
 
 RUN_SUBDIRS = ("checkpoints", "videos", "plots", "eval")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# Temporary files of write_atomic (tempfile.mkstemp: ".<name>.<8 random chars>.tmp").
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def create_run_dir(root: str | Path, experiment: str, seed: int) -> Path:
@@ -86,7 +92,6 @@ def record_resume(run_dir: str | Path, cfg: Any, iteration: int) -> dict[str, li
     resolved config, e.g. a longer budget) and append ``{"iteration", "time", "changes"}`` to
     ``resumes.jsonl``; ``changes`` maps each changed dotted key to ``[old, new]``."""
     from meta_rl.experiment import config_changes
-    from meta_rl.training.checkpoint import write_atomic
 
     path = Path(run_dir) / "config.yaml"
     new = to_dict(cfg)
@@ -105,3 +110,35 @@ def save_config(run_dir: str | Path, cfg: Any) -> Path:
     path = Path(run_dir) / "config.yaml"
     save_config_yaml(cfg, path)
     return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_orphaned_temp_files(directory: Path) -> list[Path]:
+    """Delete the temporary files that :func:`write_atomic` left in ``directory`` when its
+    process was killed mid-write (never under a final name); returns what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = [p for p in directory.iterdir() if _TEMP.match(p.name) and p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed

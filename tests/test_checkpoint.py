@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from meta_rl.experiment import ExperimentConfig, config_hash
+from meta_rl.runs import remove_orphaned_temp_files, write_atomic
 from meta_rl.training.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -17,9 +18,7 @@ from meta_rl.training.checkpoint import (
     check_compatible,
     load_checkpoint,
     locate,
-    remove_orphaned_temp_files,
     save_checkpoint,
-    write_atomic,
 )
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.networks import RunningNorm, gaussian_entropy, gaussian_log_prob
 from meta_rl.agent.policy import ActorCritic
 from meta_rl.experiment import PPOConfig
-from meta_rl.training.ppo import PPOBatch, ReturnScaler, compute_gae, ppo_loss
+from meta_rl.training.ppo import PPOBatch, ReturnScaler, ppo_loss
 
 torch.set_num_threads(1)
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.encoder import Belief, ContextEncoder
 from meta_rl.agent.maml import (
     LossFn,
@@ -56,7 +57,6 @@ from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
 from meta_rl.agent.policy import ActorCritic, PolicyOutput
 from meta_rl.agent.task_model import TaskDecoder
 from meta_rl.experiment import ExperimentConfig, resolve_device
-from meta_rl.training.ppo import compute_gae
 
 __all__ = ["AgentNetworks", "MetaAgent", "StepOutput", "make_inner_loss"]
 

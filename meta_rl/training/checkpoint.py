@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ import torch
 
 from meta_rl.config import ConfigError, from_dict
 from meta_rl.experiment import ExperimentConfig
+from meta_rl.runs import remove_orphaned_temp_files, write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -42,16 +41,12 @@ __all__ = [
     "check_compatible",
     "load_checkpoint",
     "locate",
-    "remove_orphaned_temp_files",
     "save_checkpoint",
-    "write_atomic",
 ]
 
 FORMAT_VERSION = 1
 _MAGIC = b"METARL-CKPT\n"
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
-# Temporary files of write_atomic (tempfile.mkstemp: ".<name>.<8 random chars>.tmp").
-_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class CheckpointError(ValueError):
@@ -60,38 +55,6 @@ class CheckpointError(ValueError):
 
 class CheckpointNotFound(CheckpointError, FileNotFoundError):
     """No checkpoint where one was asked for (:func:`locate`)."""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def remove_orphaned_temp_files(directory: Path) -> list[Path]:
-    """Delete the temporary files that :func:`write_atomic` left in ``directory`` when its
-    process was killed mid-write (never under a final name); returns what was removed."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    removed = [p for p in directory.iterdir() if _TEMP.match(p.name) and p.is_file()]
-    for p in removed:
-        p.unlink(missing_ok=True)
-    return removed
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""PPO pieces: generalised advantage estimation, the clipped loss, reward scaling.
+"""PPO pieces: the clipped loss and reward scaling (GAE: :mod:`meta_rl.agent.advantages`).
 
 The loss is a pure function of ``(params, batch)`` evaluated through
 ``torch.func.functional_call``, so the MAML inner loop can reuse it with adapted parameters.
@@ -22,40 +22,9 @@ __all__ = [
     "PPOBatch",
     "PPOTerms",
     "ReturnScaler",
-    "compute_gae",
     "ppo_loss",
     "ppo_loss_from_output",
 ]
-
-
-def compute_gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    terminals: torch.Tensor,
-    last_value: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimates and value targets, time-major ``(T, N)``.
-
-    ``terminals[t]`` is true when the state after step t is terminal (no bootstrap from it);
-    ``last_value`` ``(N,)`` is the value of the state after the last step (ignored where that
-    step is terminal). Returns ``(advantages, returns)`` with ``returns = advantages + values``::
-
-        delta_t = r_t + gamma * (1 - term_t) * V_{t+1} - V_t
-        A_t     = delta_t + gamma * lam * (1 - term_t) * A_{t+1}
-    """
-    t_len = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    next_adv = torch.zeros_like(last_value)
-    next_value = last_value
-    for t in reversed(range(t_len)):
-        not_term = 1.0 - terminals[t].to(rewards.dtype)
-        delta = rewards[t] + gamma * not_term * next_value - values[t]
-        next_adv = delta + gamma * lam * not_term * next_adv
-        advantages[t] = next_adv
-        next_value = values[t]
-    return advantages, advantages + values
 
 
 @dataclass(frozen=True)

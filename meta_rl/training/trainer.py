@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.task_model import TrialTensors, final_belief_error
 from meta_rl.config import to_dict
@@ -43,7 +44,9 @@ from meta_rl.runs import (
     create_run_dir,
     prepare_run_dir,
     record_resume,
+    remove_orphaned_temp_files,
     save_config,
+    write_atomic,
 )
 from meta_rl.task_envs.family import make_env, register_family, resolve_episode_steps
 from meta_rl.task_envs.vector import (
@@ -54,13 +57,11 @@ from meta_rl.task_envs.vector import (
 from meta_rl.training.checkpoint import (
     CheckpointManager,
     locate,
-    remove_orphaned_temp_files,
-    write_atomic,
 )
 from meta_rl.training.elbo_update import elbo_update
 from meta_rl.training.maml_update import maml_loss, maml_update
 from meta_rl.training.optim import Counters, GuardedOptimizer
-from meta_rl.training.ppo import PPOTerms, ReturnScaler, compute_gae
+from meta_rl.training.ppo import PPOTerms, ReturnScaler
 from meta_rl.training.ppo_update import ppo_update
 from meta_rl.training.rollout import TrialBatch, collect_trials
 from meta_rl.training.state import restore_training_state, training_payload
