@@ -104,3 +104,38 @@ def test_training_workers_end_with_a_killed_parent(tmp_path: Path) -> None:
     if _alive(worker):
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived its killed parent")
+
+
+def test_profile_times_every_phase_and_the_phases_sum_to_the_iteration(tmp_path: Path) -> None:
+    from meta_rl.experiment import load_experiment
+    from meta_rl.training.profile import PHASES, profile_training
+
+    (tmp_path / "reach.yaml").write_text(TOY_CONFIG)
+    cfg = load_experiment(tmp_path / "reach.yaml", ["logging.wandb_mode=disabled"])
+    result = profile_training(cfg, iterations=2)
+    assert list(result["phases"]) == list(PHASES)
+    assert result["env_steps_per_iteration"] == 4 * 2 * 6
+    shares = [row["share"] for row in result["phases"].values()]
+    assert sum(shares) == pytest.approx(1.0)
+    for phase in ("collect/env_step", "collect/agent_act", "update/policy", "update/elbo"):
+        assert result["phases"][phase]["s_per_iteration"] > 0
+    assert result["evaluate_s"] > 0
+    assert not any(tmp_path.glob("runs*")), "profiling writes no run directory"
+
+
+def test_profile_command_writes_json_and_refuses_other_modes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meta_rl.cli import main
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "reach.yaml").write_text(TOY_CONFIG)
+    args = ["bench-train", "--profile", "--variants", "reach", "--iterations", "1"]
+    args += ["--config-dir", str(configs), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "collect/env_step" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "out" / "profile.json").read_text())
+    assert set(saved["variants"]) == {"reach"}
+    assert main([*args, "--jobs", "2"]) == 2
+    assert "--profile times the variants' training: drop --jobs" in capsys.readouterr().err

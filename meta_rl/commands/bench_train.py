@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "train.torch_threads so that jobs x threads fits the cores).",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Instead of training runs: time each phase of --iterations iterations (after one "
+        "warm-up) of each variant, print where an iteration spends its time and write "
+        "<out>/profile.json (nothing else is written; try --iterations 5).",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="Overrides for every variant (e.g. env.tasks_per_batch=8)."
     )
 
@@ -128,9 +135,48 @@ def _run_ablations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    import json
+
+    from meta_rl.experiment import load_experiment
+    from meta_rl.training.benchmark import VARIANT_CONFIGS
+    from meta_rl.training.profile import format_profile, profile_training
+
+    for flag, value in (
+        ("--ablations", args.ablations is not None),
+        ("--compare", args.compare is not None),
+        ("--meta-update-cost", args.meta_update_cost),
+        ("--eval-config", args.eval_config),
+        ("--jobs", args.jobs != 1),
+    ):
+        if value:
+            raise UsageError(f"--profile times the variants' training: drop {flag}")
+    if args.iterations < 1:
+        raise UsageError(f"--iterations: got {args.iterations}; allowed: >= 1")
+    unknown = [v for v in args.variants if v not in VARIANT_CONFIGS]
+    if unknown:
+        raise UsageError(f"--variants: got {unknown[0]!r}; allowed: {', '.join(VARIANT_CONFIGS)}")
+    results = {}
+    for name in args.variants:
+        cfg = load_experiment(
+            Path(args.config_dir) / VARIANT_CONFIGS[name],
+            ["logging.wandb_mode=disabled", "logging.progress_bar=false", *args.overrides],
+        )
+        results[name] = profile_training(cfg, iterations=args.iterations)
+        print(format_profile(name, results[name]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"variants": results, "overrides": list(args.overrides)}
+    (out / "profile.json").write_text(json.dumps(summary, indent=2))
+    print(f"wrote {out / 'profile.json'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from meta_rl.training.benchmark import bench_train
 
+    if args.profile:
+        return _profile(args)
     if args.compare is not None:
         return _compare_runs(args)
     if args.ablations is not None:
