@@ -28,13 +28,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from meta_rl.task_envs.vector import TaskVectorEnvLike
-
 __all__ = [
     "MAX_EPISODE_STEPS",
     "AdaptiveAgent",
     "Step",
     "TrialOutcome",
+    "VectorEnvLike",
     "info_array",
     "run_trial",
     "torch_threads",
@@ -67,6 +66,17 @@ class AdaptiveAgent(Protocol):
 
     def end_episode(self) -> None:
         """All N episodes ended: adapt if configured."""
+
+
+class VectorEnvLike(Protocol):
+    """What the trial loop steps: N sub-environments with their tasks pinned, reset together
+    (sub-env i seeded with ``seed + i``) and stepped with one action each."""
+
+    num_envs: int
+
+    def reset(self, *, seed: int | None = None) -> tuple[Any, dict[str, Any]]: ...
+
+    def step(self, actions: np.ndarray) -> tuple[Any, Any, Any, Any, dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ def _observe_takes_mask(agent: Any) -> bool:
 
 
 def run_trial(
-    env: TaskVectorEnvLike,
+    env: VectorEnvLike,
     agent: AdaptiveAgent,
     *,
     episodes: int,

@@ -18,8 +18,8 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from meta_rl.evaluation.protocol import AdaptiveAgent
 from meta_rl.task_envs.family import find_task_env
+from meta_rl.trial import AdaptiveAgent, run_trial
 
 __all__ = [
     "EpisodeFrames",
@@ -182,6 +182,68 @@ def _render(env: gym.Env[Any, Any]) -> np.ndarray:
     return frame
 
 
+class _FilmedEnvs:
+    """The filmed env and its unfilmed copies, stepped by the trial loop as a vector env.
+
+    A sub-environment whose episode ended is not stepped again until the next reset (the loop
+    masks its rows; single envs have no autoreset). After the reset and after every step of
+    the filmed env (sub-environment 0) during an episode in ``wanted``, its frame is kept.
+    """
+
+    def __init__(self, envs: list[gym.Env[Any, Any]], wanted: Sequence[int]) -> None:
+        self.envs = envs
+        self.num_envs = len(envs)
+        self.wanted = set(wanted)
+        self.clips: list[EpisodeFrames] = []
+        self._clip: EpisodeFrames | None = None
+        self._episode = 0
+        self._succeeded = False
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+        self._obs: np.ndarray | None = None
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        first = [
+            e.reset(seed=None if seed is None else seed + i)[0] for i, e in enumerate(self.envs)
+        ]
+        self._obs = np.stack([np.asarray(o) for o in first])
+        self._ended[:] = False
+        self._episode += 1
+        self._succeeded = False
+        self._clip = EpisodeFrames(episode=self._episode) if self._episode in self.wanted else None
+        if self._clip is not None:
+            self.clips.append(self._clip)
+            self._clip.frames.append(_render(self.envs[0]))
+            self._clip.success_so_far.append(False)
+        return self._obs, {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        assert self._obs is not None
+        n = self.num_envs
+        next_obs, reward = self._obs.copy(), np.zeros(n)
+        terminated, truncated = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        success, has_success = np.zeros(n), np.zeros(n, dtype=bool)
+        stepped = ~self._ended
+        for i in np.flatnonzero(stepped):
+            o, r, term, trunc, info = self.envs[i].step(actions[i])
+            next_obs[i], reward[i] = np.asarray(o), float(r)
+            terminated[i], truncated[i] = bool(term), bool(trunc)
+            if "success" in info:
+                success[i], has_success[i] = float(info["success"]), True
+            if i == 0:
+                self._succeeded = self._succeeded or bool(success[0] > 0.5)
+                if self._clip is not None:
+                    self._clip.frames.append(_render(self.envs[0]))
+                    self._clip.success_so_far.append(self._succeeded)
+        self._ended |= terminated | truncated
+        self._obs = next_obs
+        info_out: dict[str, Any] = {"success": success, "_success": has_success}
+        if not has_success[stepped].all():
+            info_out = {}  # a stepped env reported no success: the loop says what is missing
+        return next_obs, reward, terminated, truncated, info_out
+
+
 def record_trial(
     agent: AdaptiveAgent,
     env: gym.Env[Any, Any],
@@ -196,8 +258,9 @@ def record_trial(
     """Run one trial of ``num_episodes`` on ``task`` and keep the frames of episodes ``record``.
 
     ``env`` is a single env with ``render_mode="rgb_array"``; the agent sees it as a batch of
-    one. ``record`` holds 1-based episode indices. ``episode_steps`` (None: the env's own
-    length) ends each episode after that many steps.
+    one, driven by the one trial loop (:func:`meta_rl.trial.run_trial`). ``record`` holds
+    1-based episode indices. ``episode_steps`` (None: the env's own length) ends each episode
+    after that many steps.
     """
     wanted = sorted(set(record))
     if not wanted or wanted[0] < 1 or wanted[-1] > num_episodes:
@@ -209,48 +272,19 @@ def record_trial(
     try:
         for e in envs:
             find_task_env(e).set_task(task)
-        agent.begin_trial(rollouts)
-        clips: list[EpisodeFrames] = []
-        for k in range(1, num_episodes + 1):
-            first = [e.reset(seed=None if k > 1 else seed + i)[0] for i, e in enumerate(envs)]
-            obs = np.stack([np.asarray(o) for o in first])
-            clip = EpisodeFrames(episode=k) if k in wanted else None
-            succeeded = False
-            if clip is not None:
-                clip.frames.append(_render(env))
-                clip.success_so_far.append(False)
-            active = np.ones(rollouts, dtype=bool)
-            steps = 0
-            while active.any():
-                action = np.asarray(agent.act(obs, deterministic))
-                next_obs, reward, done = obs.copy(), np.zeros(rollouts), ~active
-                steps += 1
-                for i in np.flatnonzero(active):
-                    o, r, terminated, truncated, info = envs[i].step(action[i])
-                    next_obs[i], reward[i] = np.asarray(o), float(r)
-                    done[i] = bool(terminated or truncated) or (
-                        episode_steps is not None and steps >= episode_steps
-                    )
-                    if i == 0:
-                        succeeded = succeeded or float(info.get("success", 0.0)) > 0.5
-                        if clip is not None:
-                            clip.frames.append(_render(env))
-                            clip.success_so_far.append(succeeded)
-                if rollouts == 1:
-                    agent.observe(obs, action, reward, next_obs, done)
-                else:
-                    agent.observe(  # type: ignore[call-arg]
-                        obs, action, reward, next_obs, done, mask=active.copy()
-                    )
-                active &= ~done
-                obs = next_obs
-            agent.end_episode()
-            if clip is not None:
-                clips.append(clip)
+        filmed = _FilmedEnvs(envs, wanted)
+        run_trial(
+            filmed,
+            agent,
+            episodes=num_episodes,
+            deterministic=deterministic,
+            seed=seed,
+            episode_steps=episode_steps,
+        )
     finally:
         for e in envs[1:]:
             e.close()
-    return clips
+    return filmed.clips
 
 
 def _unfilmed_copies(env: gym.Env[Any, Any], count: int) -> list[gym.Env[Any, Any]]:
