@@ -5,8 +5,9 @@ its baselines) and :func:`meta_rl.evaluation.runner.evaluate_methods` (any agent
 docs/evaluation.md for the protocol and the keys of ``eval.json``.
 """
 
-from meta_rl.evaluation.protocol import AdaptiveAgent, TrialResults, run_trials, sample_tasks
+from meta_rl.evaluation.protocol import TrialResults, run_trials, sample_tasks
 from meta_rl.evaluation.stats import Summary, bootstrap_ci, iqm, summarize
+from meta_rl.trial import AdaptiveAgent
 
 __all__ = [
     "AdaptiveAgent",

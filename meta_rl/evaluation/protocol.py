@@ -24,7 +24,6 @@ from meta_rl.task_envs.vector import TaskVectorEnvLike, make_task_vector_env
 from meta_rl.trial import AdaptiveAgent, TrialOutcome, run_trial, torch_threads
 
 __all__ = [
-    "AdaptiveAgent",
     "TrialResults",
     "ensure_registered",
     "make_eval_env",
