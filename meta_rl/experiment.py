@@ -26,6 +26,7 @@ __all__ = [
     "MAMLConfig",
     "PPOConfig",
     "PolicyConfig",
+    "PrivilegedConfig",
     "TaskModelConfig",
     "TrainConfig",
     "config_changes",
@@ -250,6 +251,36 @@ class MAMLConfig(Config):
 
 
 @dataclass(frozen=True)
+class PrivilegedConfig(Config):
+    """Privileged task information used at training time only (docs/privileged.md).
+
+    The true task features (``Task.features()``: goal, shape one-hot, size, mass, friction) of
+    the tasks the trainer pins reach only the training losses: never the actor's observation,
+    the encoder's input, the rollouts' actions or evaluation. Both switches are off by default.
+    """
+
+    critic: bool = param(
+        False,
+        "Asymmetric critic: the PPO value network also sees the true task features (a separate "
+        "critic on [observation, belief, task features]; the policy's own critic is then unused).",
+    )
+    task_inference_weight: float = param(
+        0.0,
+        "Weight of the task-inference loss, added to the ELBO: a head on the belief predicts "
+        "the true task features (standardised over the batch) at every step; 0 turns it off.",
+        ge=0.0,
+    )
+    task_inference_hidden: tuple[int, ...] = param(
+        (64,), "Hidden layer widths of the task-inference head.", ge=1
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any training loss reads the true task features."""
+        return self.critic or self.task_inference_weight > 0.0
+
+
+@dataclass(frozen=True)
 class ExperimentConfig(Config):
     """A complete meta-training experiment."""
 
@@ -268,9 +299,19 @@ class ExperimentConfig(Config):
         default_factory=MAMLConfig,
         doc="MAML inner loop: gradient adaptation of the policy within a trial (off by default).",
     )
+    privileged: PrivilegedConfig = param(
+        default_factory=PrivilegedConfig,
+        doc="True task features at training time only: asymmetric critic, task inference.",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.privileged.critic and self.maml.enabled:
+            raise ValueError(
+                "privileged.critic: got true with maml.enabled true; the MAML inner loss "
+                "baselines on the policy's own critic, so the asymmetric critic is not supported "
+                "with MAML yet: set privileged.critic=false (task inference works with MAML)"
+            )
         m = self.maml.rollouts_per_task
         if m > 1 and not self.maml.enabled:
             raise ValueError(
@@ -332,6 +373,8 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
         data.get("train", {}).pop(key, None)
     if data.get("env", {}).get("module", "absent") is None:
         data["env"].pop("module")  # runs from before env.module keep their hash
+    if data.get("privileged", "absent") == to_dict(PrivilegedConfig()):
+        data.pop("privileged")  # runs from before the privileged section keep their hash
     return data
 
 

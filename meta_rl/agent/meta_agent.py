@@ -55,6 +55,7 @@ from meta_rl.agent.maml import (
 )
 from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
 from meta_rl.agent.policy import ActorCritic, PolicyOutput
+from meta_rl.agent.privileged import PRIVILEGED_MODULES, PrivilegedCritic, TaskInferenceHead
 from meta_rl.agent.task_model import TaskDecoder
 from meta_rl.experiment import ExperimentConfig, resolve_device
 
@@ -70,12 +71,22 @@ class AgentNetworks(nn.Module):
     buffer ``inner_reward_scale``: the factor (1 / std of the trainer's discounted returns) that
     puts the rewards of the inner loss on the critic's scale. Without MAML ``maml`` is None and
     the ``state_dict`` is that of the plain agent.
+
+    ``task_dim`` (the width of the true task features) builds the training-only privileged parts
+    that ``cfg.privileged`` asks for: ``privileged_critic`` (a
+    :class:`~meta_rl.agent.privileged.PrivilegedCritic`) and ``task_head`` (a
+    :class:`~meta_rl.agent.privileged.TaskInferenceHead`); each is None otherwise, and always
+    with ``task_dim`` None (how :meth:`MetaAgent.from_checkpoint` builds the acting agent).
     """
 
     maml: MetaSGD | None
     inner_reward_scale: torch.Tensor
+    privileged_critic: PrivilegedCritic | None
+    task_head: TaskInferenceHead | None
 
-    def __init__(self, obs_dim: int, action_dim: int, cfg: ExperimentConfig) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, cfg: ExperimentConfig, task_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.action_dim = action_dim
@@ -118,6 +129,19 @@ class AgentNetworks(nn.Module):
             self.register_buffer("inner_reward_scale", torch.ones(()))
         else:
             self.maml = None
+
+        # Built last, so the other parts' initialisation is the same with and without them.
+        priv = cfg.privileged
+        self.privileged_critic = None
+        self.task_head = None
+        if task_dim is not None and priv.critic:
+            self.privileged_critic = PrivilegedCritic(
+                obs_dim, 2 * enc.latent_dim, task_dim, hidden=pol.hidden, activation=pol.activation
+            )
+        if task_dim is not None and priv.task_inference_weight > 0.0:
+            self.task_head = TaskInferenceHead(
+                2 * enc.latent_dim, task_dim, hidden=priv.task_inference_hidden
+            )
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the encoder and the task model read them."""
@@ -466,8 +490,16 @@ class MetaAgent:
 
         state = agent_state_from_checkpoint(Path(path))
         dev = resolve_device(device)
+        # The acting agent is built without the training-only privileged parts: their weights
+        # are dropped, so nothing that reads true task features is even present.
         networks = AgentNetworks(state.obs_dim, state.action_dim, state.config)
-        networks.load_state_dict(state.networks)
+        networks.load_state_dict(
+            {
+                k: v
+                for k, v in state.networks.items()
+                if k.split(".", 1)[0] not in PRIVILEGED_MODULES
+            }
+        )
         networks.to(dev).eval()
         return cls(
             networks,

@@ -10,6 +10,7 @@ from meta_rl.agent.meta_agent import AgentNetworks
 from meta_rl.agent.task_model import TrialTensors, elbo_loss
 from meta_rl.experiment import TaskModelConfig
 from meta_rl.training.optim import GuardedOptimizer
+from meta_rl.training.privileged import task_inference_loss
 
 __all__ = ["elbo_update"]
 
@@ -21,15 +22,31 @@ def elbo_update(
     *,
     guard: GuardedOptimizer,
     generator: torch.Generator,
+    task_features: torch.Tensor | None = None,
+    task_inference_weight: float = 0.0,
 ) -> dict[str, float]:
     """``task_model.updates_per_iteration`` ELBO steps on ``trials``; the mean of each term as
-    ``losses/elbo_<term>``. ``generator`` draws the ELBO's samples."""
+    ``losses/elbo_<term>``. ``generator`` draws the ELBO's samples.
+
+    With ``networks.task_head`` and ``task_features`` ``(N, F)`` each step also minimises
+    ``task_inference_weight`` times the task-inference loss
+    (:func:`~meta_rl.training.privileged.task_inference_loss`, logged as
+    ``losses/task_inference``), which trains the encoder and the head.
+    """
     stats: dict[str, list[float]] = {}
+    head = networks.task_head
     for _ in range(cfg.updates_per_iteration):
         terms = elbo_loss(networks.encoder, networks.decoder, trials, cfg, generator)
-        guard.step(terms.total)
+        total = terms.total
+        inference: torch.Tensor | None = None
+        if head is not None and task_features is not None:
+            inference = task_inference_loss(networks.encoder, head, trials, task_features)
+            total = total + task_inference_weight * inference
+        guard.step(total)
         if guard.stopped:
             break
         for key in ("total", "reward_loss", "state_loss", "kl"):
-            stats.setdefault(key, []).append(float(getattr(terms, key).detach()))
-    return {f"losses/elbo_{k}": float(np.mean(v)) for k, v in stats.items()}
+            stats.setdefault(f"elbo_{key}", []).append(float(getattr(terms, key).detach()))
+        if inference is not None:
+            stats.setdefault("task_inference", []).append(float(inference.detach()))
+    return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}

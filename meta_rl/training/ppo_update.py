@@ -15,7 +15,7 @@ from meta_rl.agent.meta_agent import AgentNetworks
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.experiment import ExperimentConfig
 from meta_rl.training.optim import GuardedOptimizer
-from meta_rl.training.ppo import PPOBatch, PPOTerms, ppo_loss
+from meta_rl.training.ppo import PPOBatch, PPOTerms, ppo_loss, ppo_loss_from_output
 from meta_rl.training.rollout import TrialBatch
 
 __all__ = ["PPO_TERMS", "ppo_step", "ppo_update", "sub_beliefs", "summarize_losses"]
@@ -69,9 +69,18 @@ def ppo_update(
     :meth:`~meta_rl.training.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
     encoder's graph per minibatch of whole trials; None uses the recorded beliefs and
     minibatches of single steps. ``generator`` draws the permutations.
+
+    With ``networks.privileged_critic`` (``privileged.critic``) the value loss is that of the
+    asymmetric critic on the batch's ``task_features`` (the policy's own critic is unused).
     """
     t_len, n = batch.rewards.shape
     device = batch.rewards.device
+    critic = networks.privileged_critic
+    task: torch.Tensor | None = None
+    if critic is not None:
+        if batch.task_features is None:
+            raise ValueError("ppo_update: privileged.critic needs the batch's task_features")
+        task = batch.task_features.expand(t_len, *batch.task_features.shape)
     stats: dict[str, list[float]] = {}
     for _ in range(cfg.ppo.epochs):
         if trials is not None:
@@ -103,7 +112,17 @@ def ppo_update(
                     returns=ret.flatten(0, 1)[idx],
                     mask=batch.mask.flatten(0, 1)[idx],
                 )
-            if not ppo_step(guard, ppo_loss(networks.policy, None, mb, cfg.ppo), stats):
+            if critic is None:
+                terms = ppo_loss(networks.policy, None, mb, cfg.ppo)
+            else:
+                assert task is not None
+                mb_task = (
+                    task[:, idx].flatten(0, 1) if trials is not None else task.flatten(0, 1)[idx]
+                )
+                out = networks.policy(mb.obs, mb.belief)
+                value = critic(networks.normalize(mb.obs), mb.belief, mb_task)
+                terms = ppo_loss_from_output(out._replace(value=value), mb, cfg.ppo)
+            if not ppo_step(guard, terms, stats):
                 break
         if guard.stopped:
             break

@@ -32,7 +32,10 @@ class TrialBatch:
     behind ``log_probs``; ``env_actions`` the clipped ones the env received; ``dones`` marks the
     last step of each episode; ``beliefs`` the belief features the policy saw. The per-episode
     summaries ``episode_returns``, ``episode_success`` (success at any step) and
-    ``episode_success_final`` (at the last step) are numpy ``(K, N)``.
+    ``episode_success_final`` (at the last step) are numpy ``(K, N)``. ``task_features``
+    ``(N, F)``: the true features of each sub-environment's task, which the trainer adds after
+    the rollout when a privileged loss needs them (:mod:`meta_rl.training.privileged`); the
+    agent never saw them.
     """
 
     obs: torch.Tensor
@@ -48,6 +51,7 @@ class TrialBatch:
     episode_returns: np.ndarray
     episode_success: np.ndarray
     episode_success_final: np.ndarray
+    task_features: torch.Tensor | None = None
 
     @property
     def env_steps(self) -> int:

@@ -26,6 +26,7 @@ run, keeping the last good checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ from meta_rl.training.maml_update import maml_loss, maml_update
 from meta_rl.training.optim import Counters, GuardedOptimizer
 from meta_rl.training.ppo import PPOTerms, ReturnScaler
 from meta_rl.training.ppo_update import ppo_update
+from meta_rl.training.privileged import privileged_values, task_features
 from meta_rl.training.rollout import TrialBatch, collect_trials
 from meta_rl.training.state import restore_training_state, training_payload
 
@@ -116,12 +118,6 @@ class Trainer:
         self.action_high = np.asarray(act_space.high, dtype=np.float32)  # type: ignore[attr-defined]
         obs_dim, act_dim = int(np.prod(self.obs_shape)), int(np.prod(self.action_shape))
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.networks = AgentNetworks(obs_dim, act_dim, cfg).to(self.device)
-        self.np_rng = np.random.default_rng(seed)
-        self.act_gen = torch.Generator().manual_seed(seed + 1)
-        self.learn_gen = torch.Generator().manual_seed(seed + 2)
         # Held-out tasks are fixed for the run and drawn from their own seed stream.
         self.eval_tasks = repeat_per_rollout(
             self.eval_venv.task_distribution.sample(
@@ -131,6 +127,16 @@ class Trainer:
             ),
             cfg.maml.rollouts_per_task,
         )
+        # The width of the true task features, when a training loss reads them (never the agent).
+        task_dim = (
+            int(task_features(self.eval_tasks[:1]).shape[1]) if cfg.privileged.enabled else None
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.networks = AgentNetworks(obs_dim, act_dim, cfg, task_dim).to(self.device)
+        self.np_rng = np.random.default_rng(seed)
+        self.act_gen = torch.Generator().manual_seed(seed + 1)
+        self.learn_gen = torch.Generator().manual_seed(seed + 2)
         self.eval_seed = int(np.random.default_rng([seed, 104729]).integers(2**31 - 1))
         self.agent = MetaAgent(
             self.networks,
@@ -146,9 +152,13 @@ class Trainer:
             ppo_params += list(nets.encoder.parameters())
         if nets.maml is not None:
             ppo_params += list(nets.maml.parameters())  # the step sizes (none when fixed)
+        if nets.privileged_critic is not None:
+            ppo_params += list(nets.privileged_critic.parameters())
         self.ppo_params = ppo_params
         self.ppo_opt = torch.optim.Adam(ppo_params, lr=cfg.ppo.lr, eps=1e-5)
         self.elbo_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
+        if nets.task_head is not None:
+            self.elbo_params += list(nets.task_head.parameters())
         self.elbo_opt = torch.optim.Adam(self.elbo_params, lr=cfg.task_model.lr)
         self.scaler = ReturnScaler(cfg.ppo.gamma, enabled=cfg.ppo.normalize_rewards)
         self.counters = Counters()
@@ -205,11 +215,19 @@ class Trainer:
         )
         terminals = torch.zeros_like(batch.dones, dtype=torch.bool)
         terminals[-1] = True  # the trial ends; boundaries between its episodes are not terminal
+        values = batch.values
+        critic = self.networks.privileged_critic
+        if critic is not None:
+            assert batch.task_features is not None
+            with torch.no_grad():
+                values = privileged_values(
+                    critic, self.networks.normalize(batch.obs), batch.beliefs, batch.task_features
+                )
         return compute_gae(
             rewards,
-            batch.values,
+            values,
             terminals,
-            torch.zeros_like(batch.values[0]),
+            torch.zeros_like(values[0]),
             cfg.ppo.gamma,
             cfg.ppo.gae_lambda,
         )
@@ -266,6 +284,8 @@ class Trainer:
             batch.trial_tensors(self.agent),
             guard=self.elbo_guard,
             generator=self.learn_gen,
+            task_features=batch.task_features,
+            task_inference_weight=self.cfg.privileged.task_inference_weight,
         )
 
     def evaluate(self) -> dict[str, float]:
@@ -311,7 +331,7 @@ class Trainer:
         )
         seed = int(self.np_rng.integers(2**31 - 1))
         self.networks.eval()
-        return collect_trials(
+        batch = collect_trials(
             self.venv,
             self.agent,
             tasks,
@@ -319,6 +339,11 @@ class Trainer:
             episode_steps=self.episode_steps,
             seed=seed,
         )
+        if cfg.privileged.enabled:
+            # After the rollout, for the training losses only: the agent acted without them.
+            features = task_features(tasks, self.device)
+            batch = dataclasses.replace(batch, task_features=features)
+        return batch
 
     def iteration(self) -> dict[str, float]:
         """One meta-training iteration (steps 1-6 of the module docstring) and its metrics."""

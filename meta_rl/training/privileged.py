@@ -1,0 +1,77 @@
+"""Training losses that read the true task features (docs/privileged.md).
+
+The trainer takes the features from the tasks it pins, one row per sub-environment
+(:func:`task_features`), and puts them into the :class:`~meta_rl.training.rollout.TrialBatch`
+after the rollout; only the losses here read them:
+
+- :func:`privileged_values`: the asymmetric critic's values of a batch (GAE's baseline and the
+  PPO value loss, ``privileged.critic``);
+- :func:`task_inference_loss`: the belief after every step predicts the standardised task
+  features (``privileged.task_inference_weight``, added to the ELBO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from meta_rl.agent.encoder import ContextEncoder
+from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead
+from meta_rl.agent.task_model import TrialTensors
+
+__all__ = ["privileged_values", "standardize_features", "task_features", "task_inference_loss"]
+
+
+def task_features(tasks: Sequence[Any], device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(N, F)`` float32 true task features, one row per task, from ``task.features()``."""
+    rows = []
+    for task in tasks:
+        features = getattr(task, "features", None)
+        if not callable(features):
+            raise ValueError(
+                f"privileged: the task {type(task).__name__} has no features() method; give "
+                "your task dataclass a features() -> 1-D float array (envs.tasks.Task.features "
+                "is an example) or turn privileged.critic and privileged.task_inference_weight off"
+            )
+        rows.append(np.asarray(features(), dtype=np.float32).reshape(-1))
+    return torch.as_tensor(np.stack(rows), device=device)
+
+
+def privileged_values(
+    critic: PrivilegedCritic,
+    norm_obs: torch.Tensor,
+    belief: torch.Tensor,
+    features: torch.Tensor,
+) -> torch.Tensor:
+    """Values ``(T, N)`` of the asymmetric critic on time-major inputs; ``features`` ``(N, F)``
+    are the same at every step of a trial."""
+    return critic(norm_obs, belief, features.expand(norm_obs.shape[0], *features.shape))
+
+
+def standardize_features(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Features ``(N, F)`` with zero mean and unit variance over the batch (constant columns
+    become 0), so goal, size, mass and friction weigh alike whatever their units."""
+    mean = features.mean(0)
+    std = features.std(0, unbiased=False)
+    return (features - mean) / (std + eps)
+
+
+def task_inference_loss(
+    encoder: ContextEncoder,
+    head: TaskInferenceHead,
+    trials: TrialTensors,
+    features: torch.Tensor,
+) -> torch.Tensor:
+    """Mean squared error of ``head`` on the belief after each valid transition against the
+    standardised task features ``(N, F)`` of the trials' tasks (mean over features and steps)."""
+    beliefs, _ = encoder(
+        trials.obs, trials.action, trials.reward, trials.next_obs, trials.done, mask=trials.mask
+    )
+    pred = head(beliefs.features())  # (T, N, F)
+    target = standardize_features(features).unsqueeze(0)
+    err = ((pred - target) ** 2).mean(-1)
+    w = trials.mask.to(err.dtype)
+    return (err * w).sum() / w.sum().clamp_min(1.0)

@@ -1,0 +1,249 @@
+"""Privileged task information at training time only: the asymmetric critic, the task-inference
+loss, and the proof that neither the actor nor evaluation ever sees the true task features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from envs.tasks import SHAPES, Task
+from meta_rl.agent.encoder import ContextEncoder
+from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.privileged import TaskInferenceHead
+from meta_rl.agent.task_model import TrialTensors
+from meta_rl.config import to_dict
+from meta_rl.experiment import ExperimentConfig, config_hash, hashed_config, load_experiment
+from meta_rl.training import trainer as trainer_module
+from meta_rl.training.privileged import (
+    standardize_features,
+    task_features,
+    task_inference_loss,
+)
+from meta_rl.training.trainer import Trainer, train
+
+torch.set_num_threads(1)
+TASK_DIM = 3 + len(SHAPES) + 3  # goal, shape one-hot, size, mass, friction
+
+
+def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
+    return load_experiment(
+        None,
+        [
+            "env.id=metarl/PickPlace-v0",
+            "env.tasks_per_batch=4",
+            "env.eval_tasks=2",
+            "env.episodes_per_trial=2",
+            "env.episode_steps=5",
+            "env.num_threads=1",
+            "encoder.hidden_size=16",
+            "encoder.embed_size=8",
+            "task_model.hidden=[16]",
+            "task_model.updates_per_iteration=1",
+            "task_model.belief_samples=4",
+            "task_model.decode_samples=8",
+            "policy.hidden=[16]",
+            "ppo.epochs=1",
+            "ppo.minibatches=2",
+            "train.iterations=1",
+            "train.eval_every=1",
+            "train.checkpoint_every=1",
+            "train.device=cpu",
+            "logging.wandb_mode=disabled",
+            "logging.progress_bar=false",
+            f"runs_dir={tmp_path / 'runs'}",
+            *overrides,
+        ],
+    )
+
+
+ON = ("privileged.critic=true", "privileged.task_inference_weight=1.0")
+
+
+def test_defaults_are_off_and_leave_the_config_hash_and_networks_unchanged() -> None:
+    cfg = load_experiment(None)
+    assert not cfg.privileged.critic and cfg.privileged.task_inference_weight == 0.0
+    assert not cfg.privileged.enabled
+    assert "privileged" not in hashed_config(to_dict(cfg))
+    on = load_experiment(None, ["privileged.critic=true"])
+    assert config_hash(on) != config_hash(cfg)
+    assert hashed_config(to_dict(on))["privileged"]["critic"] is True
+    nets = AgentNetworks(10, 4, cfg, task_dim=TASK_DIM)  # switches off: nothing privileged built
+    assert nets.privileged_critic is None and nets.task_head is None
+    assert not any(k.startswith(("privileged_critic", "task_head")) for k in nets.state_dict())
+
+
+def test_asymmetric_critic_input_width_and_head_shapes() -> None:
+    cfg = load_experiment(None, list(ON))
+    obs_dim, act_dim = 10, 4
+    nets = AgentNetworks(obs_dim, act_dim, cfg, task_dim=TASK_DIM)
+    assert nets.privileged_critic is not None and nets.task_head is not None
+    belief_dim = 2 * cfg.encoder.latent_dim
+    assert nets.privileged_critic.in_dim == obs_dim + belief_dim + TASK_DIM
+    first = nets.privileged_critic.net[0]
+    assert isinstance(first, torch.nn.Linear) and first.in_features == obs_dim + belief_dim + 13
+    v = nets.privileged_critic(
+        torch.zeros(7, 3, obs_dim), torch.zeros(7, 3, belief_dim), torch.zeros(7, 3, TASK_DIM)
+    )
+    assert v.shape == (7, 3)
+    assert nets.task_head(torch.zeros(5, belief_dim)).shape == (5, TASK_DIM)
+    # Without task_dim (how the acting agent is loaded) nothing privileged is built.
+    plain = AgentNetworks(obs_dim, act_dim, cfg)
+    assert plain.privileged_critic is None and plain.task_head is None
+    # The actor and its own critic are initialised exactly as without the switches.
+    torch.manual_seed(0)
+    a = AgentNetworks(obs_dim, act_dim, cfg, task_dim=TASK_DIM)
+    torch.manual_seed(0)
+    b = AgentNetworks(obs_dim, act_dim, load_experiment(None))
+    for k, v in b.state_dict().items():
+        assert torch.equal(a.state_dict()[k], v), k
+
+
+def test_task_features_of_pick_place_tasks_and_a_clear_error_without_them() -> None:
+    task = Task("sphere", 0.02, 0.1, 1.0, (0.0, 0.0), 0.0, (0.05, 0.1, 0.2))
+    f = task_features([task, task])
+    assert f.shape == (2, TASK_DIM) and f.dtype == torch.float32
+    np.testing.assert_allclose(f[0, :3].numpy(), [0.05, 0.1, 0.2], rtol=1e-6)
+    assert f[0, 3 + SHAPES.index("sphere")] == 1.0 and float(f[0, 3:10].sum()) == 1.0
+    with pytest.raises(ValueError, match="features\\(\\)"):
+        task_features([object()])
+
+
+def _trials(t_len: int, n: int, obs_dim: int, act_dim: int, seed: int = 0) -> TrialTensors:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(t_len, n, dtype=torch.bool)
+    mask[2, 0] = False  # a masked step counts for nothing
+    return TrialTensors(
+        obs=torch.randn(t_len, n, obs_dim, generator=g),
+        action=torch.randn(t_len, n, act_dim, generator=g),
+        reward=torch.randn(t_len, n, generator=g),
+        next_obs=torch.randn(t_len, n, obs_dim, generator=g),
+        done=torch.zeros(t_len, n),
+        mask=mask,
+    )
+
+
+def test_task_inference_loss_matches_a_hand_computation() -> None:
+    torch.manual_seed(0)
+    obs_dim, act_dim, latent, t_len, n, f_dim = 3, 2, 2, 5, 3, 4
+    enc = ContextEncoder(obs_dim, act_dim, latent_dim=latent, hidden_size=8, embed_size=4)
+    head = TaskInferenceHead(2 * latent, f_dim, hidden=(6,))
+    trials = _trials(t_len, n, obs_dim, act_dim)
+    feats = torch.tensor(
+        [[0.1, 1.0, 0.0, 2.0], [0.3, 0.0, 0.0, 0.5], [0.2, 0.0, 0.0, 1.0]], dtype=torch.float32
+    )
+    loss = task_inference_loss(enc, head, trials, feats)
+
+    # By hand: step the encoder, skip masked steps, standardise each feature over the 3 tasks.
+    f = feats.numpy().astype(np.float64)
+    std = f.std(0)
+    target = (f - f.mean(0)) / (std + 1e-6)
+    assert np.allclose(target[:, 2], 0.0)  # a constant feature is no target
+    hidden = enc.initial_state(n)
+    errors = []
+    with torch.no_grad():
+        for t in range(t_len):
+            hidden, belief = enc.step(
+                hidden,
+                trials.obs[t],
+                trials.action[t],
+                trials.reward[t],
+                trials.next_obs[t],
+                trials.done[t],
+                trials.mask[t],
+            )
+            pred = head(belief.features()).numpy()
+            for i in range(n):
+                if trials.mask[t, i]:
+                    errors.append(np.mean((pred[i] - target[i]) ** 2))
+    assert len(errors) == t_len * n - 1
+    assert float(loss.detach()) == pytest.approx(float(np.mean(errors)), rel=1e-5, abs=1e-7)
+    np.testing.assert_allclose(standardize_features(feats).numpy(), target, rtol=1e-5, atol=1e-6)
+
+
+def test_task_inference_gradients_reach_the_encoder_and_the_head_only() -> None:
+    cfg = load_experiment(None, ["privileged.task_inference_weight=0.5"])
+    obs_dim, act_dim = 3, 2
+    nets = AgentNetworks(obs_dim, act_dim, cfg, task_dim=TASK_DIM)
+    assert nets.task_head is not None
+    feats = torch.randn(3, TASK_DIM, generator=torch.Generator().manual_seed(1))
+    task_inference_loss(
+        nets.encoder, nets.task_head, _trials(4, 3, obs_dim, act_dim), feats
+    ).backward()
+    for name, p in nets.named_parameters():
+        reached = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        if name.startswith(("encoder.", "task_head.")):
+            assert reached, name
+        else:
+            assert not reached, name
+
+
+def _collect(trainer: Trainer) -> tuple[torch.Tensor, ...]:
+    batch = trainer.collect()
+    assert batch.task_features is not None
+    return batch.raw_actions, batch.beliefs, batch.values, batch.task_features
+
+
+def test_no_leak_perturbed_task_features_leave_actions_beliefs_and_evaluation_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _cfg(tmp_path, *ON)
+    ref = Trainer(cfg, None)
+    try:
+        actions, beliefs, values, feats = _collect(ref)
+        ref_adv, _ = ref.advantages(ref.collect())
+        ref_eval = ref.evaluate()
+    finally:
+        ref.close()
+
+    def perturbed(tasks: list[Task], device: torch.device | str = "cpu") -> torch.Tensor:
+        f = task_features(tasks, device)
+        return f + 10.0 * torch.randn(f.shape, generator=torch.Generator().manual_seed(3))
+
+    monkeypatch.setattr(trainer_module, "task_features", perturbed)
+    other = Trainer(cfg, None)
+    try:
+        actions2, beliefs2, values2, feats2 = _collect(other)
+        adv2, _ = other.advantages(other.collect())
+        eval2 = other.evaluate()
+    finally:
+        other.close()
+    assert not torch.allclose(feats, feats2)  # the perturbation reached the training batch
+    assert torch.equal(actions, actions2) and torch.equal(beliefs, beliefs2)
+    assert torch.equal(values, values2)  # what the agent recorded while acting
+    assert eval2 == ref_eval
+    assert not torch.allclose(ref_adv, adv2)  # ... while the asymmetric critic did read them
+
+
+def test_training_with_both_switches_trains_the_privileged_parts_and_ships_without_them(
+    tmp_path: Path,
+) -> None:
+    cfg = _cfg(tmp_path, *ON)
+    trainer = Trainer(cfg, None)
+    try:
+        nets = trainer.networks
+        assert nets.privileged_critic is not None and nets.task_head is not None
+        before = {k: v.clone() for k, v in nets.state_dict().items()}
+        metrics = trainer.iteration()
+        after = nets.state_dict()
+    finally:
+        trainer.close()
+    assert "losses/task_inference" in metrics and np.isfinite(metrics["losses/task_inference"])
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("privileged_critic.") for k in changed)
+    assert any(k.startswith("task_head.") for k in changed)
+    assert any(k.startswith("policy.actor.") for k in changed)
+    # The policy's own critic gets no loss: the asymmetric critic replaces it.
+    assert not any(k.startswith("policy.critic.") for k in changed)
+
+    run_dir = train(cfg)
+    agent = MetaAgent.from_checkpoint(run_dir, device="cpu")
+    assert agent.networks.privileged_critic is None and agent.networks.task_head is None
+
+
+def test_asymmetric_critic_with_maml_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"privileged\.critic"):
+        load_experiment(None, ["privileged.critic=true", "maml.enabled=true"])
+    load_experiment(None, ["privileged.task_inference_weight=1", "maml.enabled=true"])
