@@ -55,6 +55,7 @@ METHOD_KEYS = {
     "return",
     "gain",
     "per_trial",
+    "breakdown",
 }
 SUMMARY_KEYS = {"episode", "mean", "ci_low", "ci_high", "iqm", "std", "n"}
 

@@ -49,6 +49,10 @@ class MethodResult:
     """Per metric: the paired difference episode K minus episode 1 of each trial (empty when
     K = 1). Its interval is much tighter than comparing the two episodes' own intervals,
     because a task that is hard in episode 1 is hard in episode K too."""
+    breakdown: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Success by object: factor -> group -> summary
+    (:func:`meta_rl.evaluation.breakdown.success_breakdown`; empty when the tasks have no
+    shape, size, mass or friction)."""
 
     @property
     def seeds_identical(self) -> bool:
@@ -75,6 +79,7 @@ class MethodResult:
         for metric, summaries in self.curves.items():
             out[metric] = [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
         out["gain"] = {metric: g.to_dict() for metric, g in self.gains.items()}
+        out["breakdown"] = self.breakdown
         out["per_trial"] = {
             "task_index": self.results.task_index.tolist(),
             "seed_index": self.results.seed_index.tolist(),

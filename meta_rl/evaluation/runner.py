@@ -21,6 +21,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from meta_rl.config import to_dict
+from meta_rl.evaluation.breakdown import (
+    breakdown_table,
+    plot_breakdown,
+    success_breakdown,
+    task_groups,
+    train_ranges,
+)
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.plots import plot_adaptation_curve
 from meta_rl.evaluation.protocol import (
@@ -41,7 +48,7 @@ from meta_rl.evaluation.report import (
 )
 from meta_rl.evaluation.video import describe_task, render_adaptation_video
 from meta_rl.evaluation.wandb_log import log_evaluation
-from meta_rl.task_envs.family import resolve_episode_steps
+from meta_rl.task_envs.family import find_task_env, make_env, resolve_episode_steps
 from meta_rl.task_envs.vector import repeat_per_rollout
 from meta_rl.training.checkpoint import locate
 
@@ -140,6 +147,7 @@ def _evaluate_methods(
     )
     trial_tasks = tasks * cfg.num_seeds
     num_trials = len(trial_tasks)
+    groups = task_groups(tasks, _train_ranges(bare_id, {**base_kwargs, "split": cfg.split}))
 
     summaries = []
     for method in methods:
@@ -178,6 +186,7 @@ def _evaluate_methods(
                 bootstrap_seed=cfg.bootstrap_seed,
             )
         )
+        summaries[-1].breakdown = success_breakdown(results, groups)
 
     out.mkdir(parents=True, exist_ok=True)
     report = EvalReport(
@@ -214,17 +223,23 @@ def _evaluate_methods(
         )
         for metric, filename in plot_files
     }
+    breakdowns = {m.name: m.breakdown for m in summaries}
+    by_object = plot_breakdown(breakdowns, out / "success_by_object.png", title=title)
     table_path = out / "eval.md"
     table_path.write_text(
         markdown_table(summaries, confidence_level=cfg.confidence_level, title=title)
         + identical_seeds_note(summaries, cfg.num_tasks, cfg.num_seeds)
         + "\n"
+        + breakdown_table(breakdowns)
     )
+    plot_names = {metric: p.name for metric, p in plots.items()}
+    if by_object is not None:
+        plot_names["by_object"] = by_object.name
     report.files = {
         "out_dir": str(out),
         "eval_json": "eval.json",
         "table": table_path.name,
-        "plots": {metric: p.name for metric, p in plots.items()},
+        "plots": plot_names,
         "videos": [],
         "videos_skipped": [],
         "wandb_run": None,
@@ -292,6 +307,15 @@ def _evaluate_methods(
         report.files["wandb_run"] = str(wandb_run.resolve())
         report.write_json(out / "eval.json")
     return report
+
+
+def _train_ranges(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """The train split's size, mass and friction ranges, when the family states them."""
+    env = make_env(env_id, **env_kwargs)
+    try:
+        return train_ranges(find_task_env(env, env_id).task_distribution)
+    finally:
+        env.close()
 
 
 # --------------------------------------------------------------------------------------------
