@@ -16,7 +16,9 @@ from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.config import to_dict
 from meta_rl.experiment import ExperimentConfig, config_hash, hashed_config, load_experiment
+from meta_rl.logging import read_metrics
 from meta_rl.training import trainer as trainer_module
+from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.privileged import (
     standardize_features,
     task_features,
@@ -247,3 +249,19 @@ def test_asymmetric_critic_with_maml_is_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match=r"privileged\.critic"):
         load_experiment(None, ["privileged.critic=true", "maml.enabled=true"])
     load_experiment(None, ["privileged.task_inference_weight=1", "maml.enabled=true"])
+
+
+def test_a_resumed_run_with_both_switches_makes_the_same_next_update(tmp_path: Path) -> None:
+    over = (*ON, "train.checkpoint_every=1", "train.eval_every=10")
+    full = train(_cfg(tmp_path / "a", "train.iterations=2", *over))
+    killed = train(_cfg(tmp_path / "b", "train.iterations=1", *over))
+    resumed = train(_cfg(tmp_path / "b", "train.iterations=2", *over), resume=killed)
+    ckpt = "checkpoints/ckpt_00000002.pt"
+    a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
+    assert a["networks"].keys() == b["networks"].keys()
+    assert any(k.startswith("privileged_critic.") for k in a["networks"])
+    for k in a["networks"]:
+        torch.testing.assert_close(a["networks"][k], b["networks"][k], atol=1e-6, rtol=0, msg=k)
+    assert read_metrics(full)[-1]["losses/task_inference"] == pytest.approx(
+        read_metrics(resumed)[-1]["losses/task_inference"], abs=1e-6
+    )

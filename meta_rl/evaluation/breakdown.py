@@ -53,6 +53,15 @@ def train_ranges(task_distribution: Any) -> dict[str, tuple[float, float]]:
     return out
 
 
+_BIN_ORDER = ("below train", "in train", "above train", "low", "mid", "high")
+
+
+def _group_key(label: str) -> tuple[int, str]:
+    """Bins in their natural order (smallest values first), shapes by name."""
+    prefix = label.split(" (")[0]
+    return (_BIN_ORDER.index(prefix) if prefix in _BIN_ORDER else len(_BIN_ORDER), label)
+
+
 def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
@@ -100,7 +109,7 @@ def success_breakdown(
     for factor, labels in groups.items():
         per_trial = np.asarray(labels, dtype=object)[results.task_index]
         rows: dict[str, dict[str, Any]] = {}
-        for label in sorted(set(labels)):
+        for label in sorted(set(labels), key=_group_key):
             sel = per_trial == label
             curve = success[sel].mean(axis=0)
             rows[label] = {
@@ -158,7 +167,9 @@ def plot_breakdown(
         methods = list(breakdowns)
         width = 0.8 / max(len(methods), 1)
         for ax, factor in zip(axes_list, factors, strict=True):
-            labels = sorted({g for b in breakdowns.values() for g in b.get(factor, {})})
+            labels = sorted(
+                {g for b in breakdowns.values() for g in b.get(factor, {})}, key=_group_key
+            )
             x = np.arange(len(labels))
             for i, method in enumerate(methods):
                 rows = breakdowns[method].get(factor, {})
@@ -172,10 +183,10 @@ def plot_breakdown(
             ax.set_ylim(0.0, 1.03)
             ax.set_title(f"by {factor}", fontsize="medium")
             ax.grid(axis="y", alpha=0.3)
-        axes_list[0].set_ylabel("success rate (bar: last episode; mark: episode 1)")
+        axes_list[0].set_ylabel("success rate")
         axes_list[-1].legend(loc="best", fontsize="small")
-        if title:
-            fig.suptitle(title, fontsize="medium")
+        key = "bar: last episode of the trial; black mark: episode 1"
+        fig.suptitle(f"{title}\n{key}" if title else key, fontsize="medium")
         fig.tight_layout()
         fig.savefig(out)
     finally:
