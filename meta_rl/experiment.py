@@ -312,6 +312,12 @@ class ExperimentConfig(Config):
                 "baselines on the policy's own critic, so the asymmetric critic is not supported "
                 "with MAML yet: set privileged.critic=false (task inference works with MAML)"
             )
+        if self.privileged.task_inference_weight > 0 and self.task_model.updates_per_iteration < 1:
+            raise ValueError(
+                f"privileged.task_inference_weight: got {self.privileged.task_inference_weight} "
+                "with task_model.updates_per_iteration 0; the loss is taken in the ELBO steps, "
+                "so set task_model.updates_per_iteration >= 1 or the weight to 0"
+            )
         m = self.maml.rollouts_per_task
         if m > 1 and not self.maml.enabled:
             raise ValueError(

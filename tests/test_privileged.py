@@ -249,6 +249,28 @@ def test_asymmetric_critic_with_maml_is_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match=r"privileged\.critic"):
         load_experiment(None, ["privileged.critic=true", "maml.enabled=true"])
     load_experiment(None, ["privileged.task_inference_weight=1", "maml.enabled=true"])
+    with pytest.raises(ValueError, match=r"task_model\.updates_per_iteration >= 1"):
+        load_experiment(
+            None, ["privileged.task_inference_weight=1", "task_model.updates_per_iteration=0"]
+        )
+
+
+def test_asymmetric_critic_with_rl_gradients_trains_on_whole_trial_minibatches(
+    tmp_path: Path,
+) -> None:
+    trainer = Trainer(_cfg(tmp_path, *ON, "encoder.rl_gradients=true"), None)
+    try:
+        nets = trainer.networks
+        assert nets.privileged_critic is not None
+        before = {k: v.clone() for k, v in nets.state_dict().items()}
+        metrics = trainer.iteration()
+        after = nets.state_dict()
+    finally:
+        trainer.close()
+    assert np.isfinite(metrics["losses/value_loss"]) and metrics["losses/updates"] > 0
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("privileged_critic.") for k in changed)
+    assert not any(k.startswith("policy.critic.") for k in changed)
 
 
 def test_a_resumed_run_with_both_switches_makes_the_same_next_update(tmp_path: Path) -> None:
