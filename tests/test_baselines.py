@@ -123,7 +123,7 @@ def test_sb3_policy_agent_is_repeatable_and_keeps_the_global_rng(tmp_path: Path)
     baseline = load_baseline(run, device="cpu", seed=5)
     assert isinstance(baseline.agent, SB3PolicyAgent)
     assert (baseline.kind, baseline.env_id, baseline.name) == ("multitask", TOY, "multitask-ppo")
-    assert baseline.env_kwargs == {"reveal_task": False}
+    assert baseline.env_kwargs == {}  # the hidden default: families without reveal_task work
     agent = baseline.agent
     obs = np.linspace(-1, 1, 6, dtype=np.float32)[:, None]
     state = torch.get_rng_state()
@@ -242,3 +242,19 @@ def test_baselines_script_trains_a_tiny_reach_baseline(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_multitask_baseline_trains_on_a_family_without_reveal_task(tmp_path: Path) -> None:
+    """Only the oracle needs ``reveal_task``: the example family has no such argument."""
+    cfg = BaselineConfig(
+        env_id="byo/HiddenPendulum-v0",
+        env_module="examples.hidden_pendulum",
+        total_timesteps=128,
+        n_envs=2,
+        ppo=TINY_PPO,
+        progress_bar=False,
+    )
+    baseline = load_baseline(train_baseline(cfg, tmp_path / "mt"), device="cpu")
+    assert baseline.env_kwargs == {}
+    with pytest.raises(ValueError, match="reveal_task"):
+        train_baseline(cfg.replace(kind="oracle"), tmp_path / "o")

@@ -39,9 +39,15 @@ MODEL_FILE = "model.zip"
 
 
 def baseline_env_kwargs(cfg: BaselineConfig) -> dict[str, Any]:
-    """The env arguments the baseline's policy needs (the goal shown only to the oracle)."""
-    kwargs = {k: v for k, v in cfg.env_kwargs.items() if k not in ("split", "render_mode")}
-    kwargs["reveal_task"] = cfg.kind == "oracle"
+    """The env arguments the baseline's policy needs (the goal shown only to the oracle).
+
+    Only the oracle passes ``reveal_task=True``; the other kinds pass no ``reveal_task`` at all
+    (the protocol's default hides the task), so a family without that argument still trains them.
+    """
+    skip = ("split", "render_mode", "reveal_task")
+    kwargs = {k: v for k, v in cfg.env_kwargs.items() if k not in skip}
+    if cfg.kind == "oracle":
+        kwargs["reveal_task"] = True
     return kwargs
 
 
