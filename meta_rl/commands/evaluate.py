@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from meta_rl.cli import UsageError
+
+if TYPE_CHECKING:
+    from meta_rl.evaluation.report import EvalReport
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.replace(baselines=(*cfg.baselines, *args.baseline))
     report = evaluate_checkpoint(args.checkpoint, cfg, out_dir=args.out)
     out = report.files.get("out_dir", "")
+    print_success_curves(report)
+    print(f"wrote {out}")
+    return 0
+
+
+def print_success_curves(report: EvalReport) -> None:
+    """One console line per method: its success per episode, and the distinct trials when the
+    seeds were identical (``metarl evaluate`` and ``metarl run``)."""
     for m in report.methods:
         curve = " ".join(f"{s.mean:.2f}" for s in m.curves["success"])
         trials = f"{m.distinct_trials} distinct trials of {m.results.num_trials}"
@@ -57,5 +69,3 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"{m.name:>16}: success per episode k = {curve}{same}")
-    print(f"wrote {out}")
-    return 0

@@ -37,6 +37,7 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from meta_rl.commands.evaluate import print_success_curves
     from meta_rl.config import load_config
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
@@ -52,15 +53,7 @@ def run(args: argparse.Namespace) -> int:
     eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
     run_dir = train(cfg)
     report = evaluate_checkpoint(run_dir, eval_cfg)
-    for m in report.methods:
-        curve = " ".join(f"{s.mean:.2f}" for s in m.curves["success"])
-        trials = f"{m.distinct_trials} distinct trials of {m.results.num_trials}"
-        same = (
-            f" ({trials}: the seeds were identical)"
-            if m.distinct_trials < m.results.num_trials
-            else ""
-        )
-        print(f"{m.name:>16}: success per episode k = {curve}{same}")
+    print_success_curves(report)
     print(f"run dir: {run_dir}")
     for name, path in sorted(report.files.items()):
         print(f"  {name}: {path}")

@@ -25,7 +25,6 @@ from meta_rl.trial import AdaptiveAgent, TrialOutcome, run_trial, torch_threads
 
 __all__ = [
     "TrialResults",
-    "ensure_registered",
     "make_eval_env",
     "run_trials",
     "sample_tasks",
@@ -98,7 +97,7 @@ def sample_tasks(
     Raises ``ValueError`` when the env offers no task distribution or the split has no tasks.
     """
     kwargs = {**dict(env_kwargs or {}), "split": split}
-    env_id = ensure_registered(env_id)
+    env_id = register_family(env_id)
     env = make_env(env_id, **kwargs)
     try:
         dist = find_task_env(env, env_id).task_distribution
@@ -123,13 +122,6 @@ def sample_tasks(
     return tasks
 
 
-def ensure_registered(env_id: str, module: str | None = None) -> str:
-    """Import what registers ``env_id`` (``envs`` for the ``metarl/`` ids, ``module``, the
-    module of a ``module:id``) and return the bare id
-    (:func:`meta_rl.task_envs.family.register_family`)."""
-    return register_family(env_id, module)
-
-
 def make_eval_env(
     env_id: str,
     num_envs: int,
@@ -139,7 +131,7 @@ def make_eval_env(
 ) -> TaskVectorEnvLike:
     """A vector env of ``num_envs`` sub-envs that takes one pinned task per sub-env
     (:func:`meta_rl.task_envs.vector.make_task_vector_env`: the batched simulator for our ids)."""
-    env_id = ensure_registered(env_id)
+    env_id = register_family(env_id)
     return make_task_vector_env(env_id, num_envs, seed=seed, **dict(env_kwargs or {}))
 
 

@@ -32,7 +32,6 @@ from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.plots import plot_adaptation_curve
 from meta_rl.evaluation.protocol import (
     AdaptiveAgent,
-    ensure_registered,
     make_eval_env,
     run_trials,
     sample_tasks,
@@ -48,7 +47,12 @@ from meta_rl.evaluation.report import (
 )
 from meta_rl.evaluation.video import describe_task, render_adaptation_video
 from meta_rl.evaluation.wandb_log import log_evaluation
-from meta_rl.task_envs.family import find_task_env, make_env, resolve_episode_steps
+from meta_rl.task_envs.family import (
+    find_task_env,
+    make_env,
+    register_family,
+    resolve_episode_steps,
+)
 from meta_rl.task_envs.vector import repeat_per_rollout
 from meta_rl.training.checkpoint import locate
 
@@ -139,7 +143,7 @@ def _evaluate_methods(
     out = Path(out_dir).resolve()
     base_kwargs = clean_env_kwargs(env_kwargs or {})
     # env_id is what the report records (maybe module:id); the bare id makes the envs.
-    bare_id = ensure_registered(env_id)
+    bare_id = register_family(env_id)
     if cfg.episode_steps is not None:
         resolve_episode_steps(bare_id, cfg.episode_steps, "episode_steps")
     tasks = sample_tasks(
@@ -345,7 +349,7 @@ def family_of(agent: Any) -> str:
     """Register the env family a checkpoint's agent was trained on (its ``env.module`` or
     ``module:id``, from the run's config) and return the bare registered id."""
     module = getattr(getattr(getattr(agent, "config", None), "env", None), "module", None)
-    return ensure_registered(agent.env_id, module)
+    return register_family(agent.env_id, module)
 
 
 def with_training_episode_steps(cfg: EvalConfig, agent: Any) -> EvalConfig:
