@@ -168,6 +168,13 @@ class TrainConfig(Config):
     total_env_steps: int | None = param(
         None, "Stop once this many environment steps were collected (null: no step budget).", ge=1
     )
+    max_minutes: float | None = param(
+        None,
+        "Stop at the end of the first iteration that ends this many wall-clock minutes after "
+        "training started in this process (a resumed run gets the budget afresh); the run then "
+        "evaluates and checkpoints as at any last iteration. null: no time budget.",
+        gt=0,
+    )
     seed: int = param(0, "Seed of every generator of the run.", ge=0)
     device: str = param("auto", "Where the learner runs.", choices=("auto", "cpu", "cuda"))
     torch_threads: int | None = param(
@@ -355,7 +362,13 @@ def load_experiment(
 
 # Sections that may differ between a run and its resumption without changing what is learned.
 _HASH_EXCLUDED = ("logging", "runs_dir", "experiment")
-_HASH_EXCLUDED_TRAIN = ("iterations", "total_env_steps", "torch_threads", "device")
+_HASH_EXCLUDED_TRAIN = (
+    "iterations",
+    "total_env_steps",
+    "max_minutes",
+    "torch_threads",
+    "device",
+)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:

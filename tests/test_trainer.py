@@ -80,6 +80,19 @@ def test_training_writes_metrics_checkpoints_and_a_loadable_agent(tmp_path: Path
     assert actions.shape == (2, 2)
 
 
+def test_a_time_budget_ends_the_run_like_a_last_iteration(tmp_path: Path) -> None:
+    # A budget already spent after the first iteration: the run evaluates and checkpoints there.
+    run_dir = train(_cfg(tmp_path, "train.iterations=50", "train.max_minutes=1e-9"))
+    records = read_metrics(run_dir)
+    assert [r["iteration"] for r in records] == [1]
+    assert "adapt/return_ep2" in records[0]
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["best.pt", "ckpt_00000001.pt"]
+    # A time budget is a budget: resuming with another one is allowed.
+    train(_cfg(tmp_path, "train.iterations=2", "train.max_minutes=10"), resume=run_dir)
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2]
+
+
 def _same_params(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
     for k in a:

@@ -137,8 +137,8 @@ def check_compatible(
             f"checkpoint {str(path)!r} does not match this run: it has "
             + "; ".join(problems)
             + ". Resume with the run's own config.yaml (metarl train --resume RUN_DIR); only "
-            "train.iterations, train.total_env_steps, train.device, train.torch_threads, "
-            "logging.* and the names may change on resume"
+            "train.iterations, train.total_env_steps, train.max_minutes, train.device, "
+            "train.torch_threads, logging.* and the names may change on resume"
         )
 
 

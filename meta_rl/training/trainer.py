@@ -438,6 +438,9 @@ def train(
         start_iteration=c.iteration,
     )
     budget = cfg.train.total_env_steps
+    deadline = (
+        None if cfg.train.max_minutes is None else time.monotonic() + 60.0 * cfg.train.max_minutes
+    )
     try:
         while c.iteration < cfg.train.iterations and (budget is None or c.env_steps < budget):
             metrics = trainer.iteration()
@@ -446,8 +449,10 @@ def train(
                 metrics["train/stopped_nonfinite"] = 1.0
                 logger.log(c.iteration, c.env_steps, metrics)
                 break
-            is_last = c.iteration >= cfg.train.iterations or (
-                budget is not None and c.env_steps >= budget
+            is_last = (
+                c.iteration >= cfg.train.iterations
+                or (budget is not None and c.env_steps >= budget)
+                or (deadline is not None and time.monotonic() >= deadline)
             )
             is_best = False
             if c.iteration % cfg.train.eval_every == 0 or is_last:
@@ -462,6 +467,8 @@ def train(
                 c.iteration,
                 {"success": metrics["train/success"], "return": metrics["train/return"]},
             )
+            if is_last:
+                break
     finally:
         logger.close()
         trainer.close()
