@@ -87,10 +87,13 @@ def prepare_run_dir(run_dir: str | Path, *, resumable: bool = True) -> Path:
     return path
 
 
-def record_resume(run_dir: str | Path, cfg: Any, iteration: int) -> dict[str, list[Any]]:
+def record_resume(
+    run_dir: str | Path, cfg: Any, iteration: int, extra: dict[str, Any] | None = None
+) -> dict[str, list[Any]]:
     """Record a resume at ``iteration``: rewrite ``config.yaml`` with ``cfg`` (the resumed run's
     resolved config, e.g. a longer budget) and append ``{"iteration", "time", "changes"}`` to
-    ``resumes.jsonl``; ``changes`` maps each changed dotted key to ``[old, new]``."""
+    ``resumes.jsonl``; ``changes`` maps each changed dotted key to ``[old, new]``. ``extra``
+    adds keys to the line (a distributed run's ``world_size`` ``[old, new]`` and a warning)."""
     from meta_rl.experiment import config_changes
 
     path = Path(run_dir) / "config.yaml"
@@ -99,7 +102,12 @@ def record_resume(run_dir: str | Path, cfg: Any, iteration: int) -> dict[str, li
     changes = {k: [a, b] for k, a, b in config_changes(old or {}, new)}
     if changes or not path.is_file():
         write_atomic(path, yaml.safe_dump(new, sort_keys=False).encode())
-    line = {"iteration": iteration, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes}
+    line = {
+        "iteration": iteration,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "changes": changes,
+        **(extra or {}),
+    }
     with (Path(run_dir) / RESUMES_FILE).open("a") as f:
         f.write(json.dumps(line, default=str) + "\n")
     return changes

@@ -212,7 +212,11 @@ class MetaAgent:
     """Adaptive agent: belief from the context encoder, actions from the conditioned policy.
 
     ``generator`` (a CPU ``torch.Generator``) draws the exploration noise; ``seed`` seeds a
-    fresh one when it is not given.
+    fresh one when it is not given. ``noise_rows`` ``(start, total)``: this agent acts for the
+    sub-environments ``start, start + 1, ...`` of a meta-batch of ``total`` spread over several
+    processes (distributed training); every step draws the whole meta-batch's noise from
+    ``generator`` (which every process holds alike) and uses its rows, so the processes together
+    act as one process with all ``total`` sub-environments would.
     """
 
     def __init__(
@@ -227,8 +231,10 @@ class MetaAgent:
         adapt: bool = True,
         generator: torch.Generator | None = None,
         seed: int = 0,
+        noise_rows: tuple[int, int] | None = None,
     ) -> None:
         self.networks = networks
+        self.noise_rows = noise_rows
         self.config = config
         self.env_id = config.env.id
         self.env_kwargs: dict[str, Any] = dict(config.env.kwargs)
@@ -452,7 +458,7 @@ class MetaAgent:
             if deterministic:
                 raw = out.mean
             else:
-                noise = torch.randn(out.mean.shape, generator=self.generator).to(self.device)
+                noise = self._noise(out.mean.shape).to(self.device)
                 raw = out.mean + out.log_std.exp() * noise
             log_prob = gaussian_log_prob(out.mean, out.log_std, raw)
         if self.maml is not None:
@@ -462,6 +468,18 @@ class MetaAgent:
             self._append("value", out.value)
         env_action = np.clip(raw.cpu().numpy(), self.action_low, self.action_high)
         return StepOutput(raw, env_action, log_prob, out.value, belief)
+
+    def _noise(self, shape: torch.Size) -> torch.Tensor:
+        if self.noise_rows is None:
+            return torch.randn(shape, generator=self.generator)
+        start, total = self.noise_rows
+        if start + shape[0] > total:
+            raise ValueError(
+                f"noise_rows: got {self.noise_rows} for {shape[0]} sub-environments; the rows "
+                f"start..start+{shape[0]} must lie in the meta-batch of {total}"
+            )
+        whole = torch.randn((total, *shape[1:]), generator=self.generator)
+        return whole[start : start + shape[0]]
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RunningNorm", "gaussian_entropy", "gaussian_log_prob", "mlp"]
+__all__ = ["BatchMoments", "RunningNorm", "gaussian_entropy", "gaussian_log_prob", "mlp"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -23,11 +24,17 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
+BatchMoments = Callable[[Tensor], tuple[Tensor, Tensor, int] | None]
+"""Mean, (population) variance and count of the rows ``(n, dim)`` of a batch spread over several
+processes (a distributed run: :func:`meta_rl.training.distributed.global_moments`)."""
+
+
 class RunningNorm(nn.Module):
     """Running mean and variance of a vector (buffers), normalising and clipping to +-``clip``.
 
     :meth:`update` merges a batch with the parallel-variance formula; the statistics are saved
-    with the module's ``state_dict``.
+    with the module's ``state_dict``. In a distributed run, ``moments`` gives the batch moments
+    of all processes' rows, so every process merges the same batch.
     """
 
     mean: Tensor
@@ -43,15 +50,22 @@ class RunningNorm(nn.Module):
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, x: Tensor) -> None:
-        """Merge a batch ``(..., dim)`` into the statistics (rows with NaN/inf are ignored)."""
+    def update(self, x: Tensor, moments: BatchMoments | None = None) -> None:
+        """Merge a batch ``(..., dim)`` into the statistics (rows with NaN/inf are ignored);
+        ``moments``: the batch's moments over every process (None: this batch alone)."""
         if not self.enabled:
             return
         x = x.reshape(-1, x.shape[-1]).to(torch.float64)
         x = x[torch.isfinite(x).all(-1)]  # a non-finite sample must not poison the statistics
-        if x.shape[0] == 0:
-            return
-        b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        if moments is None:
+            if x.shape[0] == 0:
+                return
+            b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        else:
+            stats = moments(x)
+            if stats is None or stats[2] == 0:
+                return
+            b_mean, b_var, b_count = stats
         delta = b_mean - self.mean
         total = self.count + b_count
         new_mean = self.mean + delta * b_count / total

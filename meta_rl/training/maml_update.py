@@ -20,8 +20,13 @@ from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.agent.policy import PolicyOutput
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.training.optim import GuardedOptimizer
-from meta_rl.training.ppo import PPOBatch, PPOTerms, ppo_loss_from_output
-from meta_rl.training.ppo_update import ppo_step, sub_beliefs, summarize_losses
+from meta_rl.training.ppo import PPOBatch, PPOTerms, SumFn, ppo_loss_from_output
+from meta_rl.training.ppo_update import (
+    advantage_reduce,
+    ppo_step,
+    sub_beliefs,
+    summarize_losses,
+)
 from meta_rl.training.rollout import TrialBatch
 
 __all__ = ["inner_loss_stats", "maml_loss", "maml_update", "select_tasks"]
@@ -47,7 +52,9 @@ def maml_update(
 
     ``agent`` collected ``batch`` (its ``inner_batches`` are the batches it adapted on);
     ``reward_scale`` (the return scaler's) puts the inner loss's rewards on the critic's scale.
-    Logs the inner loss before and after one adaptation and the mean step sizes.
+    Logs the inner loss before and after one adaptation and the mean step sizes. In a
+    distributed run (``guard.world``) each rank's minibatches are tasks of its own share; the
+    outer gradients are averaged over the ranks and the advantages standardised over all.
     """
     cfg, nets = agent.config, agent.networks
     maml = nets.maml
@@ -56,10 +63,12 @@ def maml_update(
     stats: dict[str, list[float]] = {}
     stats.update(inner_loss_stats(agent, maml, n))
     nets.inner_reward_scale.fill_(reward_scale)
+    reduce = advantage_reduce(guard)
     for _ in range(cfg.ppo.epochs):
         perm = torch.randperm(n, generator=generator).to(batch.rewards.device)
         for idx in perm.chunk(min(cfg.ppo.minibatches, n)):
-            if not ppo_step(guard, maml_loss(agent, batch, adv, ret, idx, trials), stats):
+            terms = maml_loss(agent, batch, adv, ret, idx, trials, reduce=reduce)
+            if not ppo_step(guard, terms, stats):
                 break
         if guard.stopped:
             break
@@ -77,6 +86,8 @@ def maml_loss(
     ret: torch.Tensor,
     idx: torch.Tensor,
     trials: TrialTensors | None = None,
+    *,
+    reduce: SumFn | None = None,
 ) -> PPOTerms:
     """The outer (meta) loss of trials ``idx`` of ``batch``, differentiable end to end.
 
@@ -85,7 +96,8 @@ def maml_loss(
     batches are those ``agent`` adapted on while collecting ``batch`` (``agent.inner_batches``,
     one row per task). ``trials`` (the batch's
     :meth:`~meta_rl.training.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
-    encoder's graph (``encoder.rl_gradients``); None uses the recorded ones.
+    encoder's graph (``encoder.rl_gradients``); None uses the recorded ones. ``reduce``
+    (distributed runs) standardises the advantages over every rank's minibatch.
     """
     cfg, nets = agent.config, agent.networks
     maml, inner_loss = nets.maml, agent.inner_loss
@@ -125,7 +137,7 @@ def maml_loss(
         # Episode 0 acts with the meta-parameters: only the later ones (adapted) count.
         policy_mask = torch.ones_like(mb.mask, dtype=torch.bool)
         policy_mask[:, :steps] = False
-    return ppo_loss_from_output(out, mb, cfg.ppo, policy_mask=policy_mask)
+    return ppo_loss_from_output(out, mb, cfg.ppo, policy_mask=policy_mask, reduce=reduce)
 
 
 def inner_loss_stats(agent: MetaAgent, maml: MetaSGD, num_tasks: int) -> dict[str, list[float]]:

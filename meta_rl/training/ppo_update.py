@@ -14,11 +14,19 @@ from meta_rl.agent.encoder import Belief, ContextEncoder
 from meta_rl.agent.meta_agent import AgentNetworks
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.experiment import ExperimentConfig
+from meta_rl.training.distributed import all_reduce_sum
 from meta_rl.training.optim import GuardedOptimizer
-from meta_rl.training.ppo import PPOBatch, PPOTerms, ppo_loss, ppo_loss_from_output
+from meta_rl.training.ppo import PPOBatch, PPOTerms, SumFn, ppo_loss, ppo_loss_from_output
 from meta_rl.training.rollout import TrialBatch
 
-__all__ = ["PPO_TERMS", "ppo_step", "ppo_update", "sub_beliefs", "summarize_losses"]
+__all__ = [
+    "PPO_TERMS",
+    "advantage_reduce",
+    "ppo_step",
+    "ppo_update",
+    "sub_beliefs",
+    "summarize_losses",
+]
 
 PPO_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 """The PPO terms logged per minibatch update (``losses/<term>``, averaged per iteration)."""
@@ -42,6 +50,15 @@ def ppo_step(guard: GuardedOptimizer, terms: PPOTerms, stats: dict[str, list[flo
     for key in PPO_TERMS:
         stats.setdefault(f"losses/{key}", []).append(float(getattr(terms, key).detach()))
     return True
+
+
+def advantage_reduce(guard: GuardedOptimizer) -> SumFn | None:
+    """The sum over the ranks that standardises advantages over all ranks' minibatches in a
+    distributed run (the ranks of ``guard.world``); None for one process."""
+    world = guard.world
+    if not world.distributed:
+        return None
+    return lambda x: all_reduce_sum(world, x)
 
 
 def sub_beliefs(encoder: ContextEncoder, trials: TrialTensors, idx: torch.Tensor) -> torch.Tensor:
@@ -72,6 +89,10 @@ def ppo_update(
 
     With ``networks.privileged_critic`` (``privileged.critic``) the value loss is that of the
     asymmetric critic on the batch's ``task_features`` (the policy's own critic is unused).
+
+    In a distributed run (``guard.world``) each rank takes its minibatches of its own trials
+    (the same number on every rank); the advantages are standardised over the ranks' minibatch
+    together and the gradients averaged (:mod:`meta_rl.training.distributed`).
     """
     t_len, n = batch.rewards.shape
     device = batch.rewards.device
@@ -82,6 +103,7 @@ def ppo_update(
             raise ValueError("ppo_update: privileged.critic needs the batch's task_features")
         task = batch.task_features.expand(t_len, *batch.task_features.shape)
     stats: dict[str, list[float]] = {}
+    reduce = advantage_reduce(guard)
     for _ in range(cfg.ppo.epochs):
         if trials is not None:
             # The encoder learns from PPO too: minibatches of whole trials.
@@ -113,7 +135,7 @@ def ppo_update(
                     mask=batch.mask.flatten(0, 1)[idx],
                 )
             if critic is None:
-                terms = ppo_loss(networks.policy, None, mb, cfg.ppo)
+                terms = ppo_loss(networks.policy, None, mb, cfg.ppo, reduce=reduce)
             else:
                 assert task is not None
                 mb_task = (
@@ -121,7 +143,7 @@ def ppo_update(
                 )
                 out = networks.policy(mb.obs, mb.belief)
                 value = critic(networks.normalize(mb.obs), mb.belief, mb_task)
-                terms = ppo_loss_from_output(out._replace(value=value), mb, cfg.ppo)
+                terms = ppo_loss_from_output(out._replace(value=value), mb, cfg.ppo, reduce=reduce)
             if not ppo_step(guard, terms, stats):
                 break
         if guard.stopped:

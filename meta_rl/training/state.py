@@ -5,6 +5,14 @@ version, config hash, env id, spaces, progress), the resolved ``config``, the ac
 ``networks`` and the ``trainer`` state: both optimisers, every generator state, the return
 scaler and the counters. Restoring all of it makes a resumed run make exactly the updates the
 uninterrupted run would have made (on the same device).
+
+A distributed run's checkpoint (rank 0 writes it) also holds ``meta.world_size`` and every
+rank's learner generator (``trainer.rank_learn_gens``); a one-process checkpoint has neither,
+as before. Every rank restores from rank 0's reading of the file
+(:func:`~meta_rl.training.distributed.broadcast_from_main`). Resuming with another number of
+processes keeps the tasks, the start states and the exploration noise (streams all ranks share)
+but not the learner's draws of the ranks (minibatches, ELBO samples): ranks other than 0 start
+fresh streams of ``(seed, rank, iteration)``; ``train()`` says so and records it.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from meta_rl.config import to_dict
 from meta_rl.training.checkpoint import (
     FORMAT_VERSION,
@@ -21,6 +31,7 @@ from meta_rl.training.checkpoint import (
     check_compatible,
     load_checkpoint,
 )
+from meta_rl.training.distributed import broadcast_from_main
 from meta_rl.training.optim import Counters
 
 if TYPE_CHECKING:
@@ -32,7 +43,7 @@ __all__ = ["restore_training_state", "training_payload"]
 def training_payload(trainer: Trainer) -> dict[str, Any]:
     """Everything a checkpoint of ``trainer`` holds."""
     c = trainer.counters
-    return {
+    payload: dict[str, Any] = {
         "meta": {
             "format_version": FORMAT_VERSION,
             "config_hash": trainer.config_hash,
@@ -57,12 +68,20 @@ def training_payload(trainer: Trainer) -> dict[str, Any]:
             "counters": {f.name: getattr(c, f.name) for f in fields(c)},
         },
     }
+    world = trainer.world
+    if world.distributed:
+        payload["meta"]["world_size"] = world.size
+        payload["trainer"]["rank_learn_gens"] = list(trainer.rank_learn_gens)
+    return payload
 
 
 def restore_training_state(trainer: Trainer, path: Path) -> None:
     """Load checkpoint ``path`` into ``trainer``; a checkpoint of another config, env id or
-    spaces, or one that does not fit, raises :class:`CheckpointError` that says which."""
-    payload = load_checkpoint(path)
+    spaces, or one that does not fit, raises :class:`CheckpointError` that says which.
+
+    Sets ``trainer.checkpoint_world_size`` (the processes of the run that wrote it)."""
+    world = trainer.world
+    payload = broadcast_from_main(world, lambda: load_checkpoint(path))
     check_compatible(
         payload,
         config_hash=trainer.config_hash,
@@ -79,7 +98,17 @@ def restore_training_state(trainer: Trainer, path: Path) -> None:
         trainer.elbo_opt.load_state_dict(tr["elbo_opt"])
         trainer.np_rng.bit_generator.state = tr["np_rng"]
         trainer.act_gen.set_state(tr["act_gen"])
-        trainer.learn_gen.set_state(tr["learn_gen"])
+        saved_world = int(payload["meta"].get("world_size", 1))
+        trainer.checkpoint_world_size = saved_world
+        if saved_world == world.size and world.size > 1:
+            trainer.learn_gen.set_state(tr["rank_learn_gens"][world.rank])
+        elif world.rank == 0:
+            trainer.learn_gen.set_state(tr["learn_gen"])
+        else:
+            seq = np.random.SeedSequence(
+                [trainer.cfg.train.seed, 2, world.rank, int(payload["meta"]["iteration"])]
+            )
+            trainer.learn_gen.manual_seed(int(seq.generate_state(1)[0]))
         trainer.scaler.load_state_dict(tr["scaler"])
         counters = Counters(**tr["counters"])
         for f in fields(counters):

@@ -22,12 +22,17 @@ exactly the updates the uninterrupted run would have made (on the same device).
 A non-finite loss or gradient skips that update (logged as ``losses/skipped_updates``;
 :mod:`meta_rl.training.optim`); ``train.max_consecutive_nonfinite`` consecutive skips stop the
 run, keeping the last good checkpoint.
+
+Under ``torchrun`` the same loop runs data-parallel (:mod:`meta_rl.training.distributed`,
+docs/distributed.md): each rank collects its share of the meta-batch, gradients and running
+statistics are reduced over the ranks, and rank 0 alone logs, evaluates and checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -59,6 +64,18 @@ from meta_rl.training.checkpoint import (
     CheckpointManager,
     locate,
 )
+from meta_rl.training.distributed import (
+    World,
+    any_rank,
+    broadcast_from_main,
+    broadcast_module,
+    check_in_sync,
+    close_world,
+    global_moments,
+    init_world,
+    learn_seed,
+    reduce_metrics,
+)
 from meta_rl.training.elbo_update import elbo_update
 from meta_rl.training.maml_update import maml_loss, maml_update
 from meta_rl.training.optim import Counters, GuardedOptimizer
@@ -75,15 +92,27 @@ class Trainer:
     """Owns the networks, optimisers, generators, envs and logger of one run."""
 
     def __init__(
-        self, cfg: ExperimentConfig, run_dir: Path | None, resume_from: Path | None = None
+        self,
+        cfg: ExperimentConfig,
+        run_dir: Path | None,
+        resume_from: Path | None = None,
+        world: World | None = None,
     ) -> None:
         """Build everything of a run and restore ``resume_from``; nothing is written to disk
-        until :meth:`attach` gives the run directory (``run_dir`` here attaches at once)."""
+        until :meth:`attach` gives the run directory (``run_dir`` here attaches at once).
+        ``world``: the processes of a distributed run (default: this one alone)."""
         self.cfg = cfg
+        self.world = world = World() if world is None else world
         if cfg.train.torch_threads is not None:
             torch.set_num_threads(cfg.train.torch_threads)
         self.device = resolve_device(cfg.train.device)
+        if world.distributed and self.device.type == "cuda":
+            self.device = world.device  # this rank's GPU
         env = cfg.env
+        # This rank's sub-environments of the meta-batch (all of them for one process).
+        self.shard = world.shard(
+            env.tasks_per_batch, "env.tasks_per_batch", cfg.maml.rollouts_per_task
+        )
         # The family's module is imported here (env.module or module:id); later calls use the
         # bare registered id. cfg.env.id itself is what the checkpoints record.
         env_id = register_family(env.id, env.module)
@@ -94,7 +123,7 @@ class Trainer:
         seed = cfg.train.seed
         self.venv: TaskVectorEnvLike = make_task_vector_env(
             env_id,
-            env.tasks_per_batch,
+            self.shard.stop - self.shard.start,
             num_threads=env.num_threads,
             batched=env.batched,
             **env.kwargs,
@@ -135,8 +164,10 @@ class Trainer:
             torch.manual_seed(seed)
             self.networks = AgentNetworks(obs_dim, act_dim, cfg, task_dim).to(self.device)
         self.np_rng = np.random.default_rng(seed)
+        # The task draws (np_rng) and the exploration noise (act_gen) are the same streams on
+        # every rank, each taking its rows; the learner's draws are the rank's own.
         self.act_gen = torch.Generator().manual_seed(seed + 1)
-        self.learn_gen = torch.Generator().manual_seed(seed + 2)
+        self.learn_gen = torch.Generator().manual_seed(learn_seed(seed, world.rank))
         self.eval_seed = int(np.random.default_rng([seed, 104729]).integers(2**31 - 1))
         self.agent = MetaAgent(
             self.networks,
@@ -145,6 +176,7 @@ class Trainer:
             action_high=self.action_high,
             device=self.device,
             generator=self.act_gen,
+            noise_rows=(self.shard.start, env.tasks_per_batch) if world.distributed else None,
         )
         nets = self.networks
         ppo_params = list(nets.policy.parameters())
@@ -160,20 +192,32 @@ class Trainer:
         if nets.task_head is not None:
             self.elbo_params += list(nets.task_head.parameters())
         self.elbo_opt = torch.optim.Adam(self.elbo_params, lr=cfg.task_model.lr)
-        self.scaler = ReturnScaler(cfg.ppo.gamma, enabled=cfg.ppo.normalize_rewards)
+        self.scaler = ReturnScaler(
+            cfg.ppo.gamma,
+            enabled=cfg.ppo.normalize_rewards,
+            moments=self._return_moments if world.distributed else None,
+        )
         self.counters = Counters()
         limit = cfg.train.max_consecutive_nonfinite
         self.ppo_guard = GuardedOptimizer(
-            self.ppo_opt, ppo_params, cfg.ppo.max_grad_norm, self.counters, limit
+            self.ppo_opt, ppo_params, cfg.ppo.max_grad_norm, self.counters, limit, world
         )
         self.elbo_guard = GuardedOptimizer(
-            self.elbo_opt, self.elbo_params, cfg.task_model.max_grad_norm, self.counters, limit
+            self.elbo_opt,
+            self.elbo_params,
+            cfg.task_model.max_grad_norm,
+            self.counters,
+            limit,
+            world,
         )
         self.config_hash = config_hash(cfg)
         self.run_dir: Path | None = None
         self._checkpoints: CheckpointManager | None = None
+        self.rank_learn_gens: list[torch.Tensor] = [self.learn_gen.get_state()]
+        self.checkpoint_world_size: int | None = None
         if resume_from is not None:
             restore_training_state(self, resume_from)
+        broadcast_module(world, self.networks)  # the same start on every rank, whatever it ran on
         if run_dir is not None:
             self.attach(run_dir)
 
@@ -328,8 +372,9 @@ class Trainer:
         tasks = repeat_per_rollout(
             self.venv.task_distribution.sample(cfg.env.tasks_per_batch // m, "train", self.np_rng),
             m,
-        )
-        seed = int(self.np_rng.integers(2**31 - 1))
+        )[self.shard]
+        # Sub-environment i of the meta-batch starts from seed + i, on whichever rank it runs.
+        seed = int(self.np_rng.integers(2**31 - 1)) + self.shard.start
         self.networks.eval()
         batch = collect_trials(
             self.venv,
@@ -358,11 +403,12 @@ class Trainer:
             metrics = self.ppo_update(batch)
         if not self.stopped:
             metrics.update(self.elbo_update(batch))
-        self.networks.policy.obs_norm.update(batch.obs[batch.mask])
-        self.networks.reward_norm.update(batch.rewards[batch.mask].unsqueeze(-1))
+        moments = self._moments if self.world.distributed else None
+        self.networks.policy.obs_norm.update(batch.obs[batch.mask], moments)
+        self.networks.reward_norm.update(batch.rewards[batch.mask].unsqueeze(-1), moments)
         t2 = time.perf_counter()
         self.counters.iteration += 1
-        self.counters.env_steps += batch.env_steps
+        self.counters.env_steps += batch.env_steps * self.world.size  # equal shares
         n_updates = metrics.get("losses/updates", 0.0) + cfg.task_model.updates_per_iteration
         for k in range(batch.episode_returns.shape[0]):
             metrics[f"train/return_ep{k + 1}"] = float(batch.episode_returns[k].mean())
@@ -373,7 +419,29 @@ class Trainer:
         metrics["time/env_steps_per_s"] = batch.env_steps / max(t1 - t0, 1e-9)
         metrics["time/updates_per_s"] = n_updates / max(t2 - t1, 1e-9)
         metrics["time/iteration_s"] = t2 - t0
+        if self.world.distributed:
+            metrics = reduce_metrics(
+                self.world,
+                metrics,
+                sums=("time/env_steps_per_s",),
+                maxima=("time/iteration_s",),
+            )
+        self.rank_learn_gens = check_in_sync(
+            self.world, self.networks, self.counters.iteration, self.learn_gen.get_state()
+        )
         return metrics
+
+    def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """The batch moments over every rank (the normalisers of a distributed run)."""
+        return global_moments(self.world, x)
+
+    def _return_moments(self, x: np.ndarray) -> tuple[float, float, int] | None:
+        """The return scaler's batch moments over every rank."""
+        stats = global_moments(self.world, torch.from_numpy(x))
+        if stats is None:
+            return None
+        mean, var, count = stats
+        return float(mean[0]), float(var[0]), count
 
     def close(self) -> None:
         self.venv.close()
@@ -391,6 +459,23 @@ def _drop_metrics_after(run_dir: Path, iteration: int) -> None:
         write_atomic(path, "".join(kept).encode())
 
 
+def _world_size_note(saved: int | None, size: int) -> dict[str, object]:
+    """What a resume records about the number of processes (nothing when both are one)."""
+    saved = 1 if saved is None else saved
+    if saved == 1 and size == 1:
+        return {}
+    note: dict[str, object] = {"world_size": [saved, size]}
+    if saved != size:
+        note["warning"] = (
+            f"resumed a checkpoint of {saved} processes with {size}: the tasks, start states "
+            "and exploration noise continue as before (streams every rank shares), but the "
+            "meta-batch is split into other shares and the ranks' learner draws (minibatches, "
+            "ELBO samples) change, so the run is no longer the one the checkpoint's "
+            f"{saved} processes would have made"
+        )
+    return note
+
+
 def train(
     cfg: ExperimentConfig, *, run_dir: Path | None = None, resume: Path | None = None
 ) -> Path:
@@ -402,40 +487,71 @@ def train(
     under ``cfg.runs_dir``, or ``run_dir`` is used if it is empty or missing (one that holds
     files is refused). Nothing is written before the config, the env and the checkpoint to
     resume are validated.
+
+    Under ``torchrun`` every rank calls this (docs/distributed.md): rank 0 alone reads the
+    checkpoint, writes the run directory, logs, evaluates and checkpoints; every rank returns
+    the run directory.
     """
+    world = init_world(resolve_device(cfg.train.device))
+    try:
+        return _train(cfg, world, run_dir=run_dir, resume=resume)
+    finally:
+        close_world(world)
+
+
+def _train(
+    cfg: ExperimentConfig, world: World, *, run_dir: Path | None, resume: Path | None
+) -> Path:
     ckpt: Path | None = None
     if resume is not None:
-        found = locate(resume, prefer="latest")
+        found = broadcast_from_main(world, lambda: locate(resume, prefer="latest"))
         run_dir, ckpt = found.run_dir, found.file
     elif run_dir is not None:
-        check_fresh_run_dir(run_dir)
-    trainer = Trainer(cfg, None, ckpt)
+        fresh = run_dir
+        broadcast_from_main(world, lambda: check_fresh_run_dir(fresh))
+    trainer = Trainer(cfg, None, ckpt, world)
     c = trainer.counters
-    try:
+
+    def open_run_dir() -> Path:
+        """Rank 0: the resume's bookkeeping, or the fresh run directory and its config."""
         if ckpt is not None:
             assert run_dir is not None
             # A kill during a save leaves a temporary file behind: clear it up.
             remove_orphaned_temp_files(run_dir / "checkpoints")
             remove_orphaned_temp_files(run_dir)
-            record_resume(run_dir, cfg, c.iteration)
+            note = _world_size_note(trainer.checkpoint_world_size, world.size)
+            if "warning" in note:
+                print(f"metarl train: warning: {note['warning']}", file=sys.stderr)
+            record_resume(run_dir, cfg, c.iteration, extra=note)
             _drop_metrics_after(run_dir, c.iteration)
-        else:
-            if run_dir is None:
-                run_dir = create_run_dir(cfg.runs_dir, cfg.experiment, cfg.train.seed)
-            else:
-                prepare_run_dir(run_dir)
-            save_config(run_dir, cfg)
-        trainer.attach(run_dir)
+            return run_dir
+        made = (
+            create_run_dir(cfg.runs_dir, cfg.experiment, cfg.train.seed)
+            if run_dir is None
+            else prepare_run_dir(run_dir)
+        )
+        save_config(made, cfg)
+        return made
+
+    try:
+        run_dir = broadcast_from_main(world, open_run_dir)
+        if world.is_main:
+            trainer.attach(run_dir)
     except BaseException:
         trainer.close()
         raise
-    logger = RunLogger(
-        run_dir,
-        cfg.logging,
-        run_name=run_dir.name,
-        resolved_config=to_dict(cfg),
-        total_iterations=cfg.train.iterations,
-        start_iteration=c.iteration,
+    # Rank 0 alone logs, evaluates and writes checkpoints (the only rank with a logger).
+    logger = (
+        RunLogger(
+            run_dir,
+            cfg.logging,
+            run_name=run_dir.name,
+            resolved_config=to_dict(cfg),
+            total_iterations=cfg.train.iterations,
+            start_iteration=c.iteration,
+        )
+        if world.is_main
+        else None
     )
     budget = cfg.train.total_env_steps
     deadline = (
@@ -447,29 +563,33 @@ def train(
             c = trainer.counters
             if trainer.stopped:
                 metrics["train/stopped_nonfinite"] = 1.0
-                logger.log(c.iteration, c.env_steps, metrics)
+                if logger is not None:
+                    logger.log(c.iteration, c.env_steps, metrics)
                 break
             is_last = (
                 c.iteration >= cfg.train.iterations
                 or (budget is not None and c.env_steps >= budget)
-                or (deadline is not None and time.monotonic() >= deadline)
+                # Every rank stops when any one's clock runs out.
+                or any_rank(world, deadline is not None and time.monotonic() >= deadline)
             )
-            is_best = False
-            if c.iteration % cfg.train.eval_every == 0 or is_last:
-                metrics.update(trainer.evaluate())
-                score = metrics[f"adapt/return_ep{cfg.env.episodes_per_trial}"]
-                if score > c.best_score:
-                    c.best_score, is_best = score, True
-            logger.log(c.iteration, c.env_steps, metrics)
-            if c.iteration % cfg.train.checkpoint_every == 0 or is_last or is_best:
-                trainer.save(is_best, logger)
-            logger.progress(
-                c.iteration,
-                {"success": metrics["train/success"], "return": metrics["train/return"]},
-            )
+            if logger is not None:
+                is_best = False
+                if c.iteration % cfg.train.eval_every == 0 or is_last:
+                    metrics.update(trainer.evaluate())
+                    score = metrics[f"adapt/return_ep{cfg.env.episodes_per_trial}"]
+                    if score > c.best_score:
+                        c.best_score, is_best = score, True
+                logger.log(c.iteration, c.env_steps, metrics)
+                if c.iteration % cfg.train.checkpoint_every == 0 or is_last or is_best:
+                    trainer.save(is_best, logger)
+                logger.progress(
+                    c.iteration,
+                    {"success": metrics["train/success"], "return": metrics["train/return"]},
+                )
             if is_last:
                 break
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
         trainer.close()
     return run_dir
