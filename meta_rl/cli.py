@@ -7,7 +7,8 @@ Each verb lives in ``meta_rl/commands/<verb>.py`` and offers ``add_arguments(par
 Errors: a verb raises; :func:`main` turns a ``ValueError`` (bad config, checkpoint or argument:
 ``ConfigError``, ``CheckpointError`` and :class:`UsageError` are ones) or a
 ``FileNotFoundError`` into ``metarl <verb>: error: <message>`` on stderr and exit code 2, with
-no traceback. Anything else is a bug and keeps its traceback.
+no traceback; :class:`JobStopped` (stopped from outside) into ``metarl <verb>: stopped:
+<message>`` and exit code 1. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["VERBS", "UsageError", "build_parser", "main"]
+__all__ = ["VERBS", "JobStopped", "UsageError", "build_parser", "main"]
 
 
 class UsageError(ValueError):
     """A verb's arguments do not go together (the message says what to pass instead)."""
+
+
+class JobStopped(RuntimeError):
+    """The job was stopped from outside this process: a signal (torchrun stops every process of
+    a distributed job when one fails) or a lost peer. The message says what is kept and how to
+    continue; :func:`main` prints it in one line and returns 1."""
 
 
 #: verb -> (module under meta_rl.commands, one-line help)
@@ -76,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         print(f"metarl {args.verb}: error: {message}", file=sys.stderr)
         return 2
+    except JobStopped as e:
+        print(f"metarl {args.verb}: stopped: {e}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -60,5 +60,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_experiment(args.config, args.overrides)
         out = train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None)
-    print(f"run dir: {out}")
+    from meta_rl.training.distributed import launched_rank
+
+    if launched_rank() == 0:  # under torchrun, rank 0 alone
+        print(f"run dir: {out}")
     return 0

@@ -26,10 +26,13 @@ networks across ranks and raises if they differ.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +42,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from meta_rl.cli import JobStopped
 
 __all__ = [
     "DIGESTS_ENV",
@@ -51,12 +56,15 @@ __all__ = [
     "broadcast_module",
     "check_in_sync",
     "close_world",
+    "finish",
     "global_moments",
     "init_world",
+    "launched_rank",
     "learn_seed",
     "module_digest",
     "reduce_metrics",
     "state_digest",
+    "stop_on_sigterm",
 ]
 
 TIMEOUT_ENV = "METARL_DIST_TIMEOUT_S"
@@ -119,6 +127,13 @@ def _env_int(environ: Mapping[str, str], name: str) -> int:
         ) from e
 
 
+def launched_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's rank as torchrun set it (``RANK``), 0 without torchrun: for output that
+    one process alone prints."""
+    env = os.environ if environ is None else environ
+    return int(env.get("RANK", "0") or "0") if int(env.get("WORLD_SIZE", "1") or "1") > 1 else 0
+
+
 def init_world(device: torch.device, environ: Mapping[str, str] | None = None) -> World:
     """Join the process group that torchrun described in the environment; a single-process
     :class:`World` when ``WORLD_SIZE`` is unset or 1.
@@ -147,10 +162,39 @@ def init_world(device: torch.device, environ: Mapping[str, str] | None = None) -
     return World(rank, size, local_rank, backend, comm_device)
 
 
+def finish(world: World) -> None:
+    """Wait until every rank is done (rank 0 evaluates and checkpoints last): a rank that left
+    the group while rank 0 still used it would end the job with an error."""
+    if world.distributed:
+        _collective(world, dist.barrier)
+
+
 def close_world(world: World) -> None:
     """Leave the process group (nothing for a single process)."""
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(world: World) -> Iterator[None]:
+    """In a distributed run, SIGTERM (torchrun sends it to every process when one fails) raises
+    :class:`~meta_rl.cli.JobStopped` in this process, so its ``finally`` blocks run (the logger
+    is closed; a checkpoint being written is left out, its temporary file removed)."""
+    if not world.distributed or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise JobStopped(
+            f"rank {world.rank} received {signal.Signals(signum).name} (torchrun stops every "
+            "process of the job when one fails, or the job was stopped)"
+        )
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def learn_seed(seed: int, rank: int) -> int:
@@ -164,13 +208,26 @@ def learn_seed(seed: int, rank: int) -> int:
 # ---------------------------------------------------------------------- collectives
 
 
+def _collective(world: World, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+    """Run one collective; a lost peer (gloo and NCCL raise a ``RuntimeError``, e.g.
+    "Connection reset by peer", or time out) raises :class:`~meta_rl.cli.JobStopped`."""
+    try:
+        fn(*args, **kwargs)
+    except RuntimeError as e:
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise JobStopped(
+            f"rank {world.rank} lost the other processes of the job ({first.split('. ')[0]}); "
+            "torchrun's report names the one that failed first"
+        ) from e
+
+
 def all_reduce_sum(world: World, x: torch.Tensor) -> torch.Tensor:
     """The sum of ``x`` over the ranks (a new tensor on ``x``'s device; ``x`` itself when
     there is one process)."""
     if not world.distributed:
         return x
     buf = x.detach().to(world.device, copy=True)
-    dist.all_reduce(buf)
+    _collective(world, dist.all_reduce, buf)
     return buf.to(x.device)
 
 
@@ -254,7 +311,7 @@ def reduce_metrics(
     top = [k for k in keys if k in maxima]
     if top:
         buf = torch.tensor([metrics[k] for k in top], dtype=torch.float64, device=world.device)
-        dist.all_reduce(buf, op=dist.ReduceOp.MAX)
+        _collective(world, dist.all_reduce, buf, op=dist.ReduceOp.MAX)
         out.update(zip(top, buf.cpu().tolist(), strict=True))
     return out
 
@@ -271,7 +328,7 @@ def broadcast_from_main(world: World, fn: Callable[[], T]) -> T:
             box[0] = ("ok", fn())
         except Exception as e:
             box[0] = ("error", e)
-    dist.broadcast_object_list(box, src=0, device=world.device)
+    _collective(world, dist.broadcast_object_list, box, src=0, device=world.device)
     status, value = box[0]
     if status == "error":
         raise value
@@ -286,7 +343,7 @@ def broadcast_module(world: World, module: nn.Module) -> None:
     with torch.no_grad():
         for t in module.state_dict().values():
             buf = t.to(world.device, copy=True)
-            dist.broadcast(buf, src=0)
+            _collective(world, dist.broadcast, buf, src=0)
             t.copy_(buf.to(t.device))
 
 
@@ -323,7 +380,7 @@ def check_in_sync(world: World, module: nn.Module, iteration: int, extra: T) -> 
     if not world.distributed:
         return [extra]
     gathered: list[Any] = [None] * world.size
-    dist.all_gather_object(gathered, (digest, extra))
+    _collective(world, dist.all_gather_object, gathered, (digest, extra))
     off = [r for r, (d, _) in enumerate(gathered) if d != gathered[0][0]]
     if off:
         raise RuntimeError(

@@ -42,6 +42,7 @@ import torch
 from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.task_model import TrialTensors, final_belief_error
+from meta_rl.cli import JobStopped
 from meta_rl.config import to_dict
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
 from meta_rl.logging import RunLogger
@@ -71,10 +72,12 @@ from meta_rl.training.distributed import (
     broadcast_module,
     check_in_sync,
     close_world,
+    finish,
     global_moments,
     init_world,
     learn_seed,
     reduce_metrics,
+    stop_on_sigterm,
 )
 from meta_rl.training.elbo_update import elbo_update
 from meta_rl.training.maml_update import maml_loss, maml_update
@@ -494,9 +497,24 @@ def train(
     """
     world = init_world(resolve_device(cfg.train.device))
     try:
-        return _train(cfg, world, run_dir=run_dir, resume=resume)
+        with stop_on_sigterm(world):
+            out = _train(cfg, world, run_dir=run_dir, resume=resume)
+            finish(world)
+        return out
     finally:
         close_world(world)
+
+
+def _stopped(world: World, trainer: Trainer, run_dir: Path, cause: JobStopped) -> JobStopped:
+    """What a rank of a stopped distributed job says: why, and what is kept."""
+    why = f"{cause}; stopped after iteration {trainer.counters.iteration}"
+    if not world.is_main:
+        return JobStopped(f"{why}; rank 0 keeps the run's checkpoints in {run_dir}")
+    latest = trainer.checkpoints.latest()
+    kept = f"the last checkpoint {latest} is kept" if latest else "no checkpoint was written yet"
+    return JobStopped(
+        f"{why}; {kept}; continue with `torchrun ... -m meta_rl train --resume {run_dir}`"
+    )
 
 
 def _train(
@@ -588,6 +606,8 @@ def _train(
                 )
             if is_last:
                 break
+    except JobStopped as e:
+        raise _stopped(world, trainer, run_dir, e) from e
     finally:
         if logger is not None:
             logger.close()

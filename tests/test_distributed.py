@@ -1,0 +1,370 @@
+"""Data-parallel meta-training under torchrun: 2 CPU processes (gloo) on the toy family of
+test_vector.py (toy/PointGoal-v0), each launched as ``python -m torch.distributed.run
+--nproc-per-node 2 --standalone -m meta_rl train ...``; plus the collectives of
+meta_rl.training.distributed on 2 processes, and what needs no process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from meta_rl.logging import read_metrics
+from meta_rl.training.checkpoint import load_checkpoint, locate
+from meta_rl.training.distributed import World, init_world, learn_seed, state_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# 4 trials of 2 episodes of 8 steps: 64 env steps per iteration, whatever the processes.
+TINY: dict[str, Any] = {
+    "experiment": "tiny",
+    "env": {
+        "id": "toy/PointGoal-v0",
+        "module": "test_vector",
+        "tasks_per_batch": 4,
+        "eval_tasks": 2,
+        "episodes_per_trial": 2,
+        "episode_steps": 8,
+    },
+    "train": {
+        "iterations": 4,
+        "eval_every": 2,
+        "checkpoint_every": 1,
+        "device": "cpu",
+        "torch_threads": 1,
+    },
+    "ppo": {"minibatches": 2, "epochs": 2},
+    "task_model": {"updates_per_iteration": 2},
+    "logging": {"wandb_mode": "disabled", "progress_bar": False},
+}
+
+
+def _config(tmp_path: Path, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({**TINY, "runs_dir": str(tmp_path / "runs")}))
+    return path
+
+
+def _command(nproc: int, *args: str) -> list[str]:
+    if nproc == 1:
+        return [sys.executable, "-m", "meta_rl", "train", *args]
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone"]
+    return [sys.executable, *launcher, "-m", "meta_rl", "train", *args]
+
+
+def _env(digests: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}", "OMP_NUM_THREADS": "1"}
+    if digests is not None:
+        env["METARL_PARAM_DIGESTS"] = str(digests)
+    return env
+
+
+def _launch(
+    nproc: int, *args: str, digests: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(nproc, *args),
+        capture_output=True,
+        text=True,
+        env=_env(digests),
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def _run_dir(out: subprocess.CompletedProcess[str]) -> Path:
+    assert out.returncode == 0, out.stderr[-3000:]
+    (line,) = [ln for ln in out.stdout.splitlines() if "run dir: " in ln]  # rank 0 alone
+    return Path(line.removeprefix("run dir: "))
+
+
+def _digests(folder: Path, rank: int) -> list[dict[str, Any]]:
+    path = folder / f"rank{rank}.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines()]
+
+
+def _networks(run_dir: Path, iteration: int) -> dict[str, torch.Tensor]:
+    path = run_dir / "checkpoints" / f"ckpt_{iteration:08d}.pt"
+    networks: dict[str, torch.Tensor] = load_checkpoint(path)["networks"]
+    return networks
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def _without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in records]
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """4 iterations on 2 processes: (run dir, folder of the per-rank digests)."""
+    tmp = tmp_path_factory.mktemp("two_ranks")
+    digests = tmp / "digests"
+    out = _launch(2, "--config", str(_config(tmp)), digests=digests)
+    return _run_dir(out), digests
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run as two_rank_run stopped after 2 iterations (tests resume copies of it)."""
+    tmp = tmp_path_factory.mktemp("short")
+    return _run_dir(_launch(2, "--config", str(_config(tmp)), "train.iterations=2"))
+
+
+def test_two_processes_hold_the_same_networks_after_every_update(
+    two_rank_run: tuple[Path, Path],
+) -> None:
+    run_dir, digests = two_rank_run
+    rank0, rank1 = _digests(digests, 0), _digests(digests, 1)
+    assert [r["iteration"] for r in rank0] == [1, 2, 3, 4]
+    assert [r["digest"] for r in rank0] == [r["digest"] for r in rank1]
+    assert rank0[0]["pid"] != rank1[0]["pid"]
+    assert len({r["digest"] for r in rank0}) == 4  # every iteration changed the networks
+    # The digests are of the networks rank 0 checkpointed.
+    for it in (2, 3, 4):
+        assert state_digest(_networks(run_dir, it)) == rank0[it - 1]["digest"]
+
+
+def test_rank_zero_alone_writes_one_run(two_rank_run: tuple[Path, Path]) -> None:
+    run_dir, _ = two_rank_run
+    assert [p.name for p in run_dir.parent.iterdir()] == [run_dir.name]
+    assert sorted(p.name for p in run_dir.rglob("metrics.jsonl")) == ["metrics.jsonl"]
+    records = read_metrics(run_dir)
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4]
+    # env steps of both processes: 4 trials x 2 episodes x 8 steps per iteration
+    assert [r["env_steps"] for r in records] == [64, 128, 192, 256]
+    assert "adapt/return" in records[1] and "adapt/return" in records[3]
+    payload = load_checkpoint(run_dir / "checkpoints" / "ckpt_00000004.pt")
+    assert payload["meta"]["world_size"] == 2
+    gens = payload["trainer"]["rank_learn_gens"]
+    assert len(gens) == 2 and not torch.equal(gens[0], gens[1])
+    assert torch.equal(gens[0], payload["trainer"]["learn_gen"])
+
+
+def test_two_processes_of_half_the_tasks_match_one_process_of_all(tmp_path: Path) -> None:
+    """2 ranks x 2 trials make the updates 1 rank x 4 trials makes, up to float32 rounding.
+
+    The ranks take their rows of the task draw, the start seeds and the exploration noise from
+    streams they share, so the trials are the same; the gradients are averaged and the
+    advantages, normalisers and return scaler use the statistics of both ranks' data, so the
+    update is the same sum in another order. Exact up to rounding only with one minibatch per
+    epoch and no ELBO steps: with more, the minibatches are drawn per rank (another split of
+    the same rows) and so are the ELBO's samples. Measured: at most 6e-8 apart after 4
+    updates; one wrong update would move weights by up to ppo.lr (3e-4): the tolerance 1e-6
+    is 16x the rounding and 300x below one step.
+    """
+    config = _config(tmp_path)
+    exact = ("ppo.minibatches=1", "task_model.updates_per_iteration=0")
+    one = _run_dir(_launch(1, "--config", str(config), f"runs_dir={tmp_path / 'one'}", *exact))
+    two = _run_dir(_launch(2, "--config", str(config), f"runs_dir={tmp_path / 'two'}", *exact))
+    assert _max_diff(_networks(one, 4), _networks(two, 4)) < 1e-6
+    assert _max_diff(_networks(one, 2), _networks(one, 4)) > 1e-4  # the updates did move them
+    a, b = read_metrics(one), read_metrics(two)
+    assert [r["env_steps"] for r in a] == [r["env_steps"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("train/return", "train/return_ep1", "train/return_ep2", "adapt/return"):
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-6), key
+    sa = load_checkpoint(one / "checkpoints" / "ckpt_00000004.pt")["trainer"]["scaler"]
+    sb = load_checkpoint(two / "checkpoints" / "ckpt_00000004.pt")["trainer"]["scaler"]
+    assert sb == pytest.approx(sa, rel=1e-6)
+
+
+def test_resume_on_the_same_number_of_processes_is_exact(
+    short_run: Path, two_rank_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / short_run.name
+    shutil.copytree(short_run, run_dir)
+    out = _launch(2, "--resume", str(run_dir), "train.iterations=4")
+    assert _run_dir(out) == run_dir
+    full, _ = two_rank_run
+    resumed, uninterrupted = _networks(run_dir, 4), _networks(full, 4)
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+    assert _without_time(read_metrics(run_dir)) == _without_time(read_metrics(full))
+    (line,) = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert line["world_size"] == [2, 2] and "warning" not in line
+
+
+def test_resume_on_another_number_of_processes_says_what_changes(
+    short_run: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / short_run.name
+    shutil.copytree(short_run, run_dir)
+    out = _launch(1, "--resume", str(run_dir), "train.iterations=3")
+    assert _run_dir(out) == run_dir
+    assert "warning: resumed a checkpoint of 2 processes with 1" in out.stderr
+    (line,) = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert line["world_size"] == [2, 1]
+    assert "the ranks' learner draws" in line["warning"]
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2, 3]
+    assert "world_size" not in load_checkpoint(locate(run_dir, prefer="latest").file)["meta"]
+
+
+def test_maml_trains_on_two_processes_in_step(tmp_path: Path) -> None:
+    digests = tmp_path / "digests"
+    out = _launch(
+        2,
+        "--config",
+        str(_config(tmp_path)),
+        "maml.enabled=true",
+        "maml.rollouts_per_task=2",
+        "encoder.rl_gradients=true",
+        "train.iterations=2",
+        digests=digests,
+    )
+    run_dir = _run_dir(out)
+    assert [r["digest"] for r in _digests(digests, 0)] == [
+        r["digest"] for r in _digests(digests, 1)
+    ]
+    assert "maml/inner_loss_pre" in read_metrics(run_dir)[0]
+
+
+def test_a_meta_batch_that_does_not_split_evenly_is_refused(tmp_path: Path) -> None:
+    out = _launch(2, "--config", str(_config(tmp_path)), "env.tasks_per_batch=3")
+    assert out.returncode != 0
+    assert "env.tasks_per_batch: got 3 for 2 processes; allowed: a multiple of 2" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> None:
+    digests = tmp_path / "digests"
+    proc = subprocess.Popen(
+        _command(2, "--config", str(_config(tmp_path)), "train.iterations=100000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(digests),
+        cwd=ROOT,
+    )
+    try:
+        rank1 = digests / "rank1.jsonl"
+        start = time.monotonic()
+        while not (rank1.is_file() and len(rank1.read_text().splitlines()) >= 3):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() - start < 90, "the job did not start"
+            time.sleep(0.1)
+        os.kill(_digests(digests, 1)[0]["pid"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "Signal 9 (SIGKILL)" in err  # torchrun's report: the process that failed
+    assert "metarl train: stopped: rank 0 lost the other processes of the job" in err
+    assert "is kept; continue with `torchrun ... -m meta_rl train --resume" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    last = locate(run_dir, prefer="latest").file
+    done = load_checkpoint(last)["meta"]["iteration"]  # intact: its checksum verifies
+    assert done >= 2
+    out = _launch(2, "--resume", str(run_dir), f"train.iterations={done + 2}")
+    assert _run_dir(out) == run_dir
+    assert [r["iteration"] for r in read_metrics(run_dir)] == list(range(1, done + 3))
+
+
+COLLECTIVES = """
+import json, os, sys
+import torch
+from torch import nn
+from meta_rl.cli import JobStopped
+from meta_rl.training.distributed import (
+    average_gradients, broadcast_from_main, close_world, global_moments, init_world,
+    reduce_metrics,
+)
+world = init_world(torch.device("cpu"))
+r = world.rank
+out = {"rank": r, "size": world.size, "backend": world.backend}
+p = nn.Parameter(torch.zeros(3))
+p.grad = torch.tensor([1.0, 2.0, 3.0]) * (r + 1)
+out["applied"] = average_gradients(world, [p], True)
+out["grad"] = p.grad.tolist()
+p.grad = torch.ones(3)
+out["skipped_everywhere"] = not average_gradients(world, [p], finite=(r == 0))
+x = torch.arange(6, dtype=torch.float64).reshape(3, 2) * (r + 1) + r
+mean, var, count = global_moments(world, x)
+out["moments"] = [mean.tolist(), var.tolist(), count]
+y = torch.tensor([[float("nan")]]) if r == 1 else torch.ones(1, 1)
+out["nonfinite_moments"] = global_moments(world, y)
+out["metrics"] = reduce_metrics(
+    world, {"a": float(r), "s": 1.0 + r, "m": 10.0 * r}, sums=("s",), maxima=("m",)
+)
+def refuse():
+    raise ValueError("env.x: refused on rank 0")
+try:
+    broadcast_from_main(world, refuse)
+except ValueError as e:
+    out["error"] = str(e)
+close_world(world)
+with open(os.path.join(sys.argv[1], f"rank{r}.json"), "w") as f:
+    json.dump(out, f)
+"""
+
+
+def test_collectives_average_reduce_and_broadcast_on_two_processes(tmp_path: Path) -> None:
+    script = tmp_path / "collectives.py"
+    script.write_text(COLLECTIVES)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    out = subprocess.run(
+        [*cmd, "--standalone", str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = torch.cat(
+        [torch.arange(6, dtype=torch.float64).reshape(3, 2) * (r + 1) + r for r in (0, 1)]
+    )
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert (got["size"], got["backend"]) == (2, "gloo")
+        assert got["applied"] and got["grad"] == [1.5, 3.0, 4.5]  # the mean, not the sum
+        assert got["skipped_everywhere"]
+        mean, var, count = got["moments"]
+        assert count == 6
+        assert mean == pytest.approx(rows.mean(0).tolist())
+        assert var == pytest.approx(rows.var(0, unbiased=False).tolist())
+        assert got["nonfinite_moments"] is None
+        assert got["metrics"] == {"a": 0.5, "s": 3.0, "m": 10.0}
+        assert got["error"] == "env.x: refused on rank 0"
+
+
+def test_one_process_is_a_world_of_one_without_a_process_group() -> None:
+    assert init_world(torch.device("cpu"), {}) == World()
+    assert init_world(torch.device("cpu"), {"WORLD_SIZE": "1", "RANK": "0"}) == World()
+    assert not World().distributed and World().is_main
+    assert World().shard(5, "env.tasks_per_batch") == slice(0, 5)
+
+
+def test_each_rank_takes_its_whole_tasks_of_the_meta_batch() -> None:
+    assert [World(rank=r, size=2).shard(8, "env.tasks_per_batch") for r in (0, 1)] == [
+        slice(0, 4),
+        slice(4, 8),
+    ]
+    assert World(rank=1, size=2).shard(12, "env.tasks_per_batch", unit=3) == slice(6, 12)
+    with pytest.raises(ValueError, match=r"env.tasks_per_batch: got 6 \(3 tasks of 2 rollouts\)"):
+        World(rank=0, size=2).shard(6, "env.tasks_per_batch", unit=2)
+    with pytest.raises(ValueError, match="allowed: a multiple of 3"):
+        World(rank=2, size=3).shard(4, "env.tasks_per_batch")
+
+
+def test_learner_streams_are_the_rank_s_own_and_rank_zero_keeps_the_old_one() -> None:
+    assert learn_seed(5, 0) == 7  # what one process has always used
+    seeds = {learn_seed(5, r) for r in range(8)}
+    assert len(seeds) == 8
+    assert learn_seed(5, 3) == learn_seed(5, 3) != learn_seed(6, 3)
