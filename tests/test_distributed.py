@@ -55,10 +55,11 @@ def _config(tmp_path: Path, name: str = "tiny.yaml") -> Path:
     return path
 
 
-def _command(nproc: int, *args: str) -> list[str]:
+def _command(nproc: int, *args: str, restarts: int = 0) -> list[str]:
     if nproc == 1:
         return [sys.executable, "-m", "meta_rl", "train", *args]
     launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone"]
+    launcher.append(f"--max-restarts={restarts}")
     return [sys.executable, *launcher, "-m", "meta_rl", "train", *args]
 
 
@@ -274,6 +275,63 @@ def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> N
     out = _launch(2, "--resume", str(run_dir), f"train.iterations={done + 2}")
     assert _run_dir(out) == run_dir
     assert [r["iteration"] for r in read_metrics(run_dir)] == list(range(1, done + 3))
+
+
+def test_torchrun_restarts_a_failed_job_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """``torchrun --max-restarts 1`` with ``--run-dir``: the restarted job resumes the run."""
+    digests, run_dir = tmp_path / "digests", tmp_path / "run"
+    args = ("--config", str(_config(tmp_path)), "--run-dir", str(run_dir), "train.iterations=60")
+    proc = subprocess.Popen(
+        _command(2, *args, restarts=1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(digests),
+        cwd=ROOT,
+    )
+    try:
+        rank1 = digests / "rank1.jsonl"
+        start = time.monotonic()
+        while not (rank1.is_file() and len(rank1.read_text().splitlines()) >= 3):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() - start < 90, "the job did not start"
+            time.sleep(0.05)
+        first = _digests(digests, 1)[0]["pid"]
+        os.kill(first, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert out.splitlines()[-1] == f"run dir: {run_dir}"
+    pids = {r["pid"] for r in _digests(digests, 1)}
+    assert len(pids) == 2  # the killed process and its replacement
+    (line,) = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert line["world_size"] == [2, 2] and 3 <= line["iteration"] < 60
+    assert [r["iteration"] for r in read_metrics(run_dir)] == list(range(1, 61))
+    rank0 = {r["iteration"]: r["digest"] for r in _digests(digests, 0)}
+    assert all(rank0[r["iteration"]] == r["digest"] for r in _digests(digests, 1))
+
+
+def test_privileged_switches_and_the_batched_simulator_on_two_processes(tmp_path: Path) -> None:
+    """Reach (the batched simulator) with the asymmetric critic and task inference."""
+    digests = tmp_path / "digests"
+    out = _launch(
+        2,
+        "--config",
+        str(ROOT / "configs" / "smoke.yaml"),
+        f"runs_dir={tmp_path / 'runs'}",
+        "privileged.critic=true",
+        "privileged.task_inference_weight=1.0",
+        digests=digests,
+    )
+    run_dir = _run_dir(out)
+    rank0, rank1 = _digests(digests, 0), _digests(digests, 1)
+    assert [r["digest"] for r in rank0] == [r["digest"] for r in rank1]
+    records = read_metrics(run_dir)
+    assert [r["env_steps"] for r in records] == [80, 160]  # 4 trials x 2 episodes x 10 steps
+    assert "losses/task_inference" in records[-1]
 
 
 COLLECTIVES = """

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run-dir",
         default=None,
         help="Use this run directory for a fresh run (missing or empty; one that holds a run is "
-        "refused: --resume it instead).",
+        "refused: --resume it instead). When torchrun --max-restarts starts the job again after "
+        "a failure, the run continues from its last checkpoint there.",
     )
     parser.add_argument(
         "--help-config", action="store_true", help="List every config key and exit."
@@ -34,6 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _has_checkpoint(run_dir: Path) -> bool:
+    from meta_rl.training.checkpoint import CheckpointNotFound, locate
+
+    try:
+        locate(run_dir, prefer="latest")
+    except CheckpointNotFound:
+        return False
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from meta_rl.config import config_help
     from meta_rl.experiment import ExperimentConfig, load_experiment
@@ -41,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print("\n".join(config_help(ExperimentConfig)))
         return 0
+    from meta_rl.training.distributed import launched_rank, restarted_by_torchrun
     from meta_rl.training.trainer import train
 
     if args.resume is not None:
@@ -59,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
         out = train(cfg, resume=run_dir)
     else:
         cfg = load_experiment(args.config, args.overrides)
-        out = train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None)
-    from meta_rl.training.distributed import launched_rank
+        fresh = Path(args.run_dir) if args.run_dir else None
+        if fresh is not None and restarted_by_torchrun() and _has_checkpoint(fresh):
+            # torchrun --max-restarts started the job again after a failure: continue the run
+            # (train() checks that it is this config's).
+            out = train(cfg, resume=fresh)
+        else:
+            out = train(cfg, run_dir=fresh)
 
     if launched_rank() == 0:  # under torchrun, rank 0 alone
         print(f"run dir: {out}")

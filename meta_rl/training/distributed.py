@@ -63,6 +63,7 @@ __all__ = [
     "learn_seed",
     "module_digest",
     "reduce_metrics",
+    "restarted_by_torchrun",
     "state_digest",
     "stop_on_sigterm",
 ]
@@ -132,6 +133,13 @@ def launched_rank(environ: Mapping[str, str] | None = None) -> int:
     one process alone prints."""
     env = os.environ if environ is None else environ
     return int(env.get("RANK", "0") or "0") if int(env.get("WORLD_SIZE", "1") or "1") > 1 else 0
+
+
+def restarted_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether torchrun (``--max-restarts``) started this job again after a failure
+    (``TORCHELASTIC_RESTART_COUNT`` > 0)."""
+    env = os.environ if environ is None else environ
+    return int(env.get("TORCHELASTIC_RESTART_COUNT", "0") or "0") > 0
 
 
 def init_world(device: torch.device, environ: Mapping[str, str] | None = None) -> World:
