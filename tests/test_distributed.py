@@ -15,13 +15,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from meta_rl.agent.networks import RunningNorm
+from meta_rl.agent.policy import PolicyOutput
+from meta_rl.experiment import PPOConfig
 from meta_rl.logging import read_metrics
 from meta_rl.training.checkpoint import load_checkpoint, locate
-from meta_rl.training.distributed import World, init_world, learn_seed, state_digest
+from meta_rl.training.distributed import (
+    World,
+    global_moments,
+    init_world,
+    learn_seed,
+    state_digest,
+)
+from meta_rl.training.ppo import PPOBatch, ReturnScaler, ppo_loss_from_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -334,6 +345,28 @@ def test_privileged_switches_and_the_batched_simulator_on_two_processes(tmp_path
     assert "losses/task_inference" in records[-1]
 
 
+def test_the_main_job_trains_on_two_processes_and_evaluates_on_rank_zero(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    out = subprocess.run(
+        [
+            *cmd,
+            *("-m", "meta_rl", "run", "--config", "configs/smoke.yaml"),
+            *("--eval-config", "configs/eval/smoke.yaml", f"runs_dir={tmp_path}"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=180,
+        check=False,
+        cwd=ROOT,
+    )
+    run_dir = _run_dir(out)
+    assert list(tmp_path.iterdir()) == [run_dir]
+    report = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert set(report["methods"]) >= {"meta-agent", "zero-shot"}
+    assert out.stdout.count("meta-agent: success per episode") == 1
+
+
 COLLECTIVES = """
 import json, os, sys
 import torch
@@ -400,6 +433,51 @@ def test_collectives_average_reduce_and_broadcast_on_two_processes(tmp_path: Pat
         assert got["nonfinite_moments"] is None
         assert got["metrics"] == {"a": 0.5, "s": 3.0, "m": 10.0}
         assert got["error"] == "env.x: refused on rank 0"
+
+
+def test_the_reduced_forms_of_one_process_equal_the_local_ones() -> None:
+    """With one rank (the sum over ranks is the identity) the distributed formulas of the
+    advantage standardisation, the normalisers and the return scaler give the local results."""
+    gen = torch.Generator().manual_seed(0)
+    n, a = 64, 3
+    batch = PPOBatch(
+        obs=torch.zeros(n, 1),
+        belief=torch.zeros(n, 1),
+        actions=torch.randn(n, a, generator=gen),
+        old_log_probs=torch.randn(n, generator=gen),
+        advantages=torch.randn(n, generator=gen) * 3 + 1,
+        returns=torch.randn(n, generator=gen),
+        mask=torch.rand(n, generator=gen) > 0.2,
+    )
+    out = PolicyOutput(torch.randn(n, a, generator=gen), torch.zeros(a), torch.randn(n))
+    local = ppo_loss_from_output(out, batch, PPOConfig())
+    reduced = ppo_loss_from_output(out, batch, PPOConfig(), reduce=lambda x: x.clone())
+    assert float(reduced.total) == pytest.approx(float(local.total), rel=1e-6)
+    assert float(reduced.policy_loss) == pytest.approx(float(local.policy_loss), rel=1e-6)
+
+    one = World()
+    x = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+    x[3, 1] = float("nan")  # dropped by the normaliser before the moments are taken
+    norm_local, norm_reduced = RunningNorm(4), RunningNorm(4)
+    for _ in range(2):
+        norm_local.update(x)
+        norm_reduced.update(x, lambda rows: global_moments(one, rows))
+    assert torch.allclose(norm_local.mean, norm_reduced.mean)
+    assert torch.allclose(norm_local.var, norm_reduced.var)
+    assert float(norm_local.count) == float(norm_reduced.count) == 2 * 49 + 1e-4
+
+    def moments(r: np.ndarray) -> tuple[float, float, int] | None:
+        stats = global_moments(one, torch.from_numpy(r))
+        return None if stats is None else (float(stats[0][0]), float(stats[1][0]), stats[2])
+
+    rewards = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
+    scaler_local, scaler_reduced = ReturnScaler(0.9), ReturnScaler(0.9, moments=moments)
+    np.testing.assert_allclose(scaler_local.scale(rewards), scaler_reduced.scale(rewards), 1e-6)
+    assert scaler_reduced.state_dict() == pytest.approx(scaler_local.state_dict(), rel=1e-12)
+    rewards[2, 3] = np.nan  # a non-finite batch leaves the statistics as they were
+    before = scaler_reduced.state_dict()
+    scaler_reduced.scale(rewards)
+    assert scaler_reduced.state_dict() == before
 
 
 def test_one_process_is_a_world_of_one_without_a_process_group() -> None:

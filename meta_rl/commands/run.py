@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
     from meta_rl.experiment import load_experiment
+    from meta_rl.training.distributed import launched_rank
     from meta_rl.training.trainer import train
 
     exp_overrides, eval_overrides = split_overrides(list(args.overrides))
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, exp_overrides)
     eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
     run_dir = train(cfg)
+    if launched_rank() != 0:
+        return 0  # under torchrun (docs/distributed.md) rank 0 alone evaluates
     report = evaluate_checkpoint(run_dir, eval_cfg)
     print_success_curves(report)
     print(f"run dir: {run_dir}")
