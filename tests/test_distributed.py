@@ -261,6 +261,7 @@ def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> N
         text=True,
         env=_env(digests),
         cwd=ROOT,
+        start_new_session=True,
     )
     try:
         rank1 = digests / "rank1.jsonl"
@@ -272,9 +273,9 @@ def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> N
         os.kill(_digests(digests, 1)[0]["pid"], signal.SIGKILL)
         _, err = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        if proc.poll() is None:  # the launcher and its workers: the session this test started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
     assert proc.returncode != 0
     assert "Signal 9 (SIGKILL)" in err  # torchrun's report: the process that failed
     assert "metarl train: stopped: rank 0 lost the other processes of the job" in err
@@ -289,16 +290,19 @@ def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> N
 
 
 def test_torchrun_restarts_a_failed_job_from_its_last_checkpoint(tmp_path: Path) -> None:
-    """``torchrun --max-restarts 1`` with ``--run-dir``: the restarted job resumes the run."""
+    """``torchrun --max-restarts`` with ``--run-dir``: the restarted job resumes the run."""
     digests, run_dir = tmp_path / "digests", tmp_path / "run"
     args = ("--config", str(_config(tmp_path)), "--run-dir", str(run_dir), "train.iterations=60")
     proc = subprocess.Popen(
-        _command(2, *args, restarts=1),
+        # Spare restarts: gloo's reconnection after a restart can be refused once on a busy
+        # machine (`Gloo connectFullMesh failed`); the run must still end complete.
+        _command(2, *args, restarts=3),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=_env(digests),
         cwd=ROOT,
+        start_new_session=True,
     )
     try:
         rank1 = digests / "rank1.jsonl"
@@ -311,15 +315,16 @@ def test_torchrun_restarts_a_failed_job_from_its_last_checkpoint(tmp_path: Path)
         os.kill(first, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        if proc.poll() is None:  # the launcher and its workers: the session this test started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-3000:]
     assert out.splitlines()[-1] == f"run dir: {run_dir}"
     pids = {r["pid"] for r in _digests(digests, 1)}
-    assert len(pids) == 2  # the killed process and its replacement
-    (line,) = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
-    assert line["world_size"] == [2, 2] and 3 <= line["iteration"] < 60
+    assert len(pids) >= 2  # the killed process and its replacement
+    lines = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert lines and all(ln["world_size"] == [2, 2] for ln in lines)
+    assert 3 <= lines[0]["iteration"] < 60
     assert [r["iteration"] for r in read_metrics(run_dir)] == list(range(1, 61))
     rank0 = {r["iteration"]: r["digest"] for r in _digests(digests, 0)}
     assert all(rank0[r["iteration"]] == r["digest"] for r in _digests(digests, 1))
