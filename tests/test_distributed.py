@@ -252,10 +252,11 @@ def test_a_meta_batch_that_does_not_split_evenly_is_refused(tmp_path: Path) -> N
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> None:
-    digests = tmp_path / "digests"
+def _kill_rank1_mid_run(command: list[str], digests: Path, timeout: float) -> tuple[int, str, str]:
+    """Start ``command`` in its own session, SIGKILL rank 1 once it has logged three
+    iterations, and return the launcher's ``(returncode, stdout, stderr)``."""
     proc = subprocess.Popen(
-        _command(2, "--config", str(_config(tmp_path)), "train.iterations=100000"),
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -269,14 +270,22 @@ def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> N
         while not (rank1.is_file() and len(rank1.read_text().splitlines()) >= 3):
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.monotonic() - start < 90, "the job did not start"
-            time.sleep(0.1)
+            time.sleep(0.05)
         os.kill(_digests(digests, 1)[0]["pid"], signal.SIGKILL)
-        _, err = proc.communicate(timeout=90)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:  # the launcher and its workers: the session this test started
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=30)
-    assert proc.returncode != 0
+    return proc.returncode, out, err
+
+
+def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> None:
+    digests = tmp_path / "digests"
+    returncode, _, err = _kill_rank1_mid_run(
+        _command(2, "--config", str(_config(tmp_path)), "train.iterations=100000"), digests, 90
+    )
+    assert returncode != 0
     assert "Signal 9 (SIGKILL)" in err  # torchrun's report: the process that failed
     assert "metarl train: stopped: rank 0 lost the other processes of the job" in err
     assert "is kept; continue with `torchrun ... -m meta_rl train --resume" in err
@@ -293,32 +302,10 @@ def test_torchrun_restarts_a_failed_job_from_its_last_checkpoint(tmp_path: Path)
     """``torchrun --max-restarts`` with ``--run-dir``: the restarted job resumes the run."""
     digests, run_dir = tmp_path / "digests", tmp_path / "run"
     args = ("--config", str(_config(tmp_path)), "--run-dir", str(run_dir), "train.iterations=60")
-    proc = subprocess.Popen(
-        # Spare restarts: gloo's reconnection after a restart can be refused once on a busy
-        # machine (`Gloo connectFullMesh failed`); the run must still end complete.
-        _command(2, *args, restarts=3),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(digests),
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        rank1 = digests / "rank1.jsonl"
-        start = time.monotonic()
-        while not (rank1.is_file() and len(rank1.read_text().splitlines()) >= 3):
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() - start < 90, "the job did not start"
-            time.sleep(0.05)
-        first = _digests(digests, 1)[0]["pid"]
-        os.kill(first, signal.SIGKILL)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:  # the launcher and its workers: the session this test started
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-3000:]
+    # Spare restarts: gloo's reconnection after a restart can be refused once on a busy
+    # machine (`Gloo connectFullMesh failed`); the run must still end complete.
+    returncode, out, err = _kill_rank1_mid_run(_command(2, *args, restarts=3), digests, 120)
+    assert returncode == 0, err[-3000:]
     assert out.splitlines()[-1] == f"run dir: {run_dir}"
     pids = {r["pid"] for r in _digests(digests, 1)}
     assert len(pids) >= 2  # the killed process and its replacement
