@@ -82,10 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line, whatever the message (a wrapped library error may span several).
         message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         print(f"metarl {args.verb}: error: {message}", file=sys.stderr)
-        return 2
+        result = 2
     except JobStopped as e:
         print(f"metarl {args.verb}: stopped: {e}", file=sys.stderr)
-        return 1
+        result = 1
+    distributed = sys.modules.get("meta_rl.training.distributed")
+    if distributed is not None:  # a torchrun worker leaves past the interpreter's teardown
+        distributed.exit_process(result)
     return result
 
 

@@ -5,6 +5,7 @@ meta_rl.training.distributed on 2 processes, and what needs no process group."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -274,10 +275,24 @@ def _kill_rank1_mid_run(command: list[str], digests: Path, timeout: float) -> tu
         os.kill(_digests(digests, 1)[0]["pid"], signal.SIGKILL)
         out, err = proc.communicate(timeout=timeout)
     finally:
-        if proc.poll() is None:  # the launcher and its workers: the session this test started
+        if proc.poll() is None:  # the launcher: the session this test started
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=30)
+        _kill_workers_of(digests.parent)
     return proc.returncode, out, err
+
+
+def _kill_workers_of(tmp_path: Path) -> None:
+    """SIGKILL the processes whose command line names ``tmp_path``: torchrun starts each
+    worker in a session of its own, so a launcher killed on a timeout leaves them behind."""
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(tmp_path).encode() in cmdline and int(proc_dir.name) != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc_dir.name), signal.SIGKILL)
 
 
 def test_a_killed_process_stops_the_job_and_the_run_resumes(tmp_path: Path) -> None:
@@ -302,15 +317,15 @@ def test_torchrun_restarts_a_failed_job_from_its_last_checkpoint(tmp_path: Path)
     """``torchrun --max-restarts`` with ``--run-dir``: the restarted job resumes the run."""
     digests, run_dir = tmp_path / "digests", tmp_path / "run"
     args = ("--config", str(_config(tmp_path)), "--run-dir", str(run_dir), "train.iterations=60")
-    # Spare restarts: gloo's reconnection after a restart can be refused once on a busy
-    # machine (`Gloo connectFullMesh failed`); the run must still end complete.
-    returncode, out, err = _kill_rank1_mid_run(_command(2, *args, restarts=3), digests, 120)
+    # One restart is enough: each attempt of the job has its own keys in torchrun's store
+    # (without them, the new processes read the dead ones' addresses and hang or fail).
+    returncode, out, err = _kill_rank1_mid_run(_command(2, *args, restarts=1), digests, 120)
     assert returncode == 0, err[-3000:]
     assert out.splitlines()[-1] == f"run dir: {run_dir}"
     pids = {r["pid"] for r in _digests(digests, 1)}
     assert len(pids) >= 2  # the killed process and its replacement
     lines = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
-    assert lines and all(ln["world_size"] == [2, 2] for ln in lines)
+    assert len(lines) == 1 and lines[0]["world_size"] == [2, 2]
     assert 3 <= lines[0]["iteration"] < 60
     assert [r["iteration"] for r in read_metrics(run_dir)] == list(range(1, 61))
     rank0 = {r["iteration"]: r["digest"] for r in _digests(digests, 0)}
@@ -365,8 +380,8 @@ import torch
 from torch import nn
 from meta_rl.cli import JobStopped
 from meta_rl.training.distributed import (
-    average_gradients, broadcast_from_main, close_world, global_moments, init_world,
-    reduce_metrics,
+    average_gradients, broadcast_from_main, close_world, exit_process, global_moments,
+    init_world, reduce_metrics,
 )
 world = init_world(torch.device("cpu"))
 r = world.rank
@@ -394,6 +409,7 @@ except ValueError as e:
 close_world(world)
 with open(os.path.join(sys.argv[1], f"rank{r}.json"), "w") as f:
     json.dump(out, f)
+exit_process(0)
 """
 
 
@@ -496,3 +512,9 @@ def test_learner_streams_are_the_rank_s_own_and_rank_zero_keeps_the_old_one() ->
     seeds = {learn_seed(5, r) for r in range(8)}
     assert len(seeds) == 8
     assert learn_seed(5, 3) == learn_seed(5, 3) != learn_seed(6, 3)
+
+
+def test_exit_process_leaves_a_process_that_never_joined_a_group_running() -> None:
+    from meta_rl.training.distributed import exit_process
+
+    assert exit_process(3) is None  # pytest itself is still here

@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ __all__ = [
     "broadcast_module",
     "check_in_sync",
     "close_world",
+    "exit_process",
     "finish",
     "global_moments",
     "init_world",
@@ -76,6 +79,7 @@ DIGESTS_ENV = "METARL_PARAM_DIGESTS"
 after each iteration to ``rank<r>.jsonl`` there (a debugging aid; the tests read it)."""
 
 _DEFAULT_TIMEOUT_S = 1800.0
+_joined = threading.Event()  # set once this process joined a process group (init_world)
 T = TypeVar("T")
 
 
@@ -166,8 +170,26 @@ def init_world(device: torch.device, environ: Mapping[str, str] | None = None) -
     else:
         backend, comm_device = "gloo", torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timeout)
+        dist.init_process_group(
+            backend, store=_attempt_store(env, timeout), rank=rank, world_size=size, timeout=timeout
+        )
+    _joined.set()
     return World(rank, size, local_rank, backend, comm_device)
+
+
+def _attempt_store(environ: Mapping[str, str], timeout: timedelta) -> dist.Store:
+    """The job's key-value store (torchrun's, from ``MASTER_ADDR``/``MASTER_PORT``) seen under
+    a prefix of this attempt, ``TORCHELASTIC_RESTART_COUNT``.
+
+    torchrun keeps one store for all the attempts of a job and gives it to the workers without
+    a per-attempt prefix, so after ``--max-restarts`` restarts the job, the new processes would
+    find the addresses the failed processes published under the same keys: gloo then connects
+    to a dead port (``Connection refused``) or waits forever for a peer that is gone. Each
+    attempt gets its own keys here.
+    """
+    store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+    attempt = int(environ.get("TORCHELASTIC_RESTART_COUNT", "0") or "0")
+    return dist.PrefixStore(f"metarl/attempt_{attempt}", store)
 
 
 def finish(world: World) -> None:
@@ -181,6 +203,26 @@ def close_world(world: World) -> None:
     """Leave the process group (nothing for a single process)."""
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """End this process now with ``code`` if it ever joined a process group; return if not.
+
+    Python's own exit can abort a torchrun worker (``terminate called without an active
+    exception``, exit -6) after a complete run: gloo's worker thread may still be releasing
+    the last collectives' tensors, which needs the interpreter that is shutting down (seen in
+    gdb: ``ProcessGroupGloo::runLoop`` > ``~AsyncBarrierWork`` > ``~AsyncAllgatherWork`` >
+    ``decref_pyobject`` > ``PyThread_exit_thread`` > ``std::terminate``). So a worker flushes
+    its output and leaves with ``os._exit``, past the interpreter's teardown. Everything the
+    run writes is closed before this (the logger, checkpoints, W&B).
+    """
+    if not _joined.is_set():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @contextlib.contextmanager
