@@ -678,3 +678,26 @@ def test_reports_state_the_distinct_trials_when_seeds_are_identical() -> None:
     note = identical_seeds_note([same, varied], 2, 3)
     assert "identical trials for same: 2 distinct trials, not 6" in note
     assert identical_seeds_note([varied], 2, 3) == ""
+
+
+def test_an_agent_trained_without_context_is_evaluated_without_it(tmp_path: Path) -> None:
+    """``encoder.use_context: false`` (the revealed rung, MAML-only): the encoder still gets ELBO
+    steps, but the policy only ever saw the prior, so evaluation must not run the encoder:
+    the meta-agent and its zero-shot control then act alike (before the fix the evaluation ran
+    the encoder and fed the policy beliefs it had never seen)."""
+    from meta_rl.evaluation.runner import load_meta_agent
+    from meta_rl.experiment import load_experiment
+    from meta_rl.training.checkpoint import locate
+    from meta_rl.training.trainer import train
+
+    smoke = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+    overrides = [f"runs_dir={tmp_path}", "train.iterations=1", "encoder.use_context=false"]
+    run = train(load_experiment(smoke, overrides))
+    assert load_meta_agent(locate(run).file, "cpu").use_context is False
+    cfg = EvalConfig(
+        num_tasks=3, num_seeds=1, num_episodes=2, num_videos=0, zero_shot=True,
+        wandb_mode="disabled", progress_bar=False,
+    )  # fmt: skip
+    evaluate_checkpoint(run, cfg, out_dir=tmp_path / "eval")
+    methods = load_eval_json(tmp_path / "eval" / "eval.json")["methods"]
+    assert methods["meta-agent"]["per_trial"] == methods["zero-shot"]["per_trial"]

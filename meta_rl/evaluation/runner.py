@@ -327,7 +327,9 @@ def _train_ranges(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, tuple
 
 
 def load_meta_agent(checkpoint_file: Path, device: str, *, use_context: bool = True) -> Any:
-    """A :class:`~meta_rl.agent.meta_agent.MetaAgent` from a checkpoint file, context on or off.
+    """A :class:`~meta_rl.agent.meta_agent.MetaAgent` from a checkpoint file, context as
+    trained (``use_context``) or off. An agent trained with ``encoder.use_context: false`` never
+    runs its encoder: its policy only ever saw the prior belief.
 
     A checkpoint whose networks do not fit this version of the agent's code is refused with a
     ``ValueError`` (not a traceback from inside ``load_state_dict``).
@@ -341,7 +343,7 @@ def load_meta_agent(checkpoint_file: Path, device: str, *, use_context: bool = T
             f"checkpoint {str(checkpoint_file)!r} cannot be loaded by this version of the agent "
             f"(was it written by older code?): {e}"
         ) from e
-    agent.use_context = use_context
+    agent.use_context = use_context and agent.config.encoder.use_context
     return agent
 
 
