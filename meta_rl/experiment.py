@@ -280,6 +280,24 @@ class PrivilegedConfig(Config):
     task_inference_hidden: tuple[int, ...] = param(
         (64,), "Hidden layer widths of the task-inference head.", ge=1
     )
+    info_gain_weight: float = param(
+        0.0,
+        "Weight of the information-gain reward, added to the RL reward only (never to the task "
+        "model's targets or the logged returns): at each step, the drop of the task-inference "
+        "head's error on the belief (before the step minus after it), so that steps which teach "
+        "the belief the task pay; per trial it sums to the error at the prior minus the error at "
+        "the end. Needs task_inference_weight > 0; 0 turns it off.",
+        ge=0.0,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.info_gain_weight > 0.0 and self.task_inference_weight <= 0.0:
+            raise ValueError(
+                f"privileged.info_gain_weight: got {self.info_gain_weight} with "
+                "privileged.task_inference_weight 0; the reward is the drop of the task-inference "
+                "head's error, so set privileged.task_inference_weight > 0 (or the weight to 0)"
+            )
 
     @property
     def enabled(self) -> bool:

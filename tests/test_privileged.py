@@ -3,6 +3,8 @@ loss, and the proof that neither the actor nor evaluation ever sees the true tas
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.privileged import (
     standardize_features,
     task_features,
+    task_inference_errors,
     task_inference_loss,
 )
 from meta_rl.training.trainer import Trainer, train
@@ -287,3 +290,76 @@ def test_a_resumed_run_with_both_switches_makes_the_same_next_update(tmp_path: P
     assert read_metrics(full)[-1]["losses/task_inference"] == pytest.approx(
         read_metrics(resumed)[-1]["losses/task_inference"], abs=1e-6
     )
+
+
+def test_information_gain_is_the_drop_of_the_task_error_and_telescopes_over_a_trial() -> None:
+    torch.manual_seed(0)
+    obs_dim, act_dim, latent, t_len, n, f_dim = 3, 2, 2, 5, 3, 4
+    enc = ContextEncoder(obs_dim, act_dim, latent_dim=latent, hidden_size=8, embed_size=4)
+    head = TaskInferenceHead(2 * latent, f_dim, hidden=(6,))
+    trials = _trials(t_len, n, obs_dim, act_dim)  # step 2 of trial 0 is masked
+    feats = torch.tensor(
+        [[0.1, 1.0, 0.0, 2.0], [0.3, 0.0, 0.0, 0.5], [0.2, 0.0, 0.0, 1.0]], dtype=torch.float32
+    )
+    errors = task_inference_errors(enc, head, trials, feats)
+    target = standardize_features(feats)
+
+    def err(belief_features: torch.Tensor) -> torch.Tensor:
+        return ((head(belief_features) - target) ** 2).mean(-1)
+
+    hidden, belief = enc.initial_state(n), enc.prior(n)
+    with torch.no_grad():
+        for t in range(t_len):
+            before = err(belief.features())
+            hidden, belief = enc.step(
+                hidden, trials.obs[t], trials.action[t], trials.reward[t], trials.next_obs[t],
+                trials.done[t], trials.mask[t],
+            )  # fmt: skip
+            torch.testing.assert_close(errors.before[t], before)
+            torch.testing.assert_close(errors.after[t], err(belief.features()))
+    gain = errors.gain(trials.mask)
+    assert gain[2, 0] == 0.0  # a masked step teaches nothing
+    torch.testing.assert_close(gain.sum(0), errors.before[0] - errors.after[-1])
+    assert errors.before.requires_grad is False and errors.after.requires_grad is False
+
+
+def test_information_gain_needs_the_task_inference_head() -> None:
+    with pytest.raises(
+        ValueError, match=r"privileged\.info_gain_weight: got 1\.0 .*task_inference_weight"
+    ):
+        load_experiment(None, ["privileged.info_gain_weight=1.0"])
+    cfg = load_experiment(
+        None, ["privileged.task_inference_weight=1", "privileged.info_gain_weight=1"]
+    )
+    assert cfg.privileged.info_gain_weight == 1.0
+
+
+def test_the_information_gain_reaches_the_rl_reward_only(tmp_path: Path) -> None:
+    """The trainer adds ``info_gain_weight`` x the gain to the rewards of GAE, and nowhere else:
+    the task model reads the env's rewards; the metrics show the error over the trial."""
+    cfg = _cfg(tmp_path, "privileged.task_inference_weight=1.0", "privileged.info_gain_weight=3.0")
+    trainer = Trainer(cfg, None)
+    try:
+        batch = trainer.collect()
+        assert batch.info_gain is not None and batch.info_gain.shape == batch.rewards.shape
+        assert float(batch.info_gain.abs().sum()) > 0.0
+        scaler = copy.deepcopy(trainer.scaler)
+        adv, ret = trainer.advantages(batch)
+        trainer.scaler = copy.deepcopy(scaler)
+        by_hand = dataclasses.replace(
+            batch, rewards=batch.rewards + 3.0 * batch.info_gain, info_gain=None
+        )
+        adv_hand, ret_hand = trainer.advantages(by_hand)
+        torch.testing.assert_close(adv, adv_hand)
+        torch.testing.assert_close(ret, ret_hand)
+        trainer.scaler = copy.deepcopy(scaler)
+        adv_plain, _ = trainer.advantages(dataclasses.replace(batch, info_gain=None))
+        assert not torch.allclose(adv, adv_plain)
+        trials = batch.trial_tensors(trainer.agent)
+        torch.testing.assert_close(trials.reward, trainer.networks.normalize_reward(batch.rewards))
+        metrics = trainer.iteration()
+    finally:
+        trainer.close()
+    for k in ("prior", "ep1", "ep2"):
+        assert np.isfinite(metrics[f"privileged/task_error_{k}"])
+    assert np.isfinite(metrics["privileged/info_gain"])

@@ -7,13 +7,15 @@ after the rollout; only the losses here read them:
 - :func:`privileged_values`: the asymmetric critic's values of a batch (GAE's baseline and the
   PPO value loss, ``privileged.critic``);
 - :func:`task_inference_loss`: the belief after every step predicts the standardised task
-  features (``privileged.task_inference_weight``, added to the ELBO).
+  features (``privileged.task_inference_weight``, added to the ELBO);
+- :func:`task_inference_errors`: that error before and after every step, without gradients:
+  the information-gain reward (``privileged.info_gain_weight``) and the per-episode metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +24,14 @@ from meta_rl.agent.encoder import ContextEncoder
 from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead
 from meta_rl.agent.task_model import TrialTensors
 
-__all__ = ["privileged_values", "standardize_features", "task_features", "task_inference_loss"]
+__all__ = [
+    "InferenceErrors",
+    "privileged_values",
+    "standardize_features",
+    "task_features",
+    "task_inference_errors",
+    "task_inference_loss",
+]
 
 
 def task_features(tasks: Sequence[Any], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -75,3 +84,38 @@ def task_inference_loss(
     err = ((pred - target) ** 2).mean(-1)
     w = trials.mask.to(err.dtype)
     return (err * w).sum() / w.sum().clamp_min(1.0)
+
+
+class InferenceErrors(NamedTuple):
+    """The task-inference head's error (mean over features) per step, ``(T, N)`` each."""
+
+    before: torch.Tensor
+    """On the belief before step t: the prior's at t = 0, else ``after[t - 1]``."""
+    after: torch.Tensor
+    """On the belief after step t (masked steps leave the belief, so the error, unchanged)."""
+
+    def gain(self, mask: torch.Tensor) -> torch.Tensor:
+        """The information gain ``before - after`` per step, 0 on masked steps; per trial it sums
+        to the error at the prior minus the error after the last step."""
+        return (self.before - self.after) * mask.to(self.after.dtype)
+
+
+def task_inference_errors(
+    encoder: ContextEncoder,
+    head: TaskInferenceHead,
+    trials: TrialTensors,
+    features: torch.Tensor,
+) -> InferenceErrors:
+    """The squared error of ``head`` against the standardised features ``(N, F)`` of the
+    trials' tasks, on the belief before and after every step (no gradients)."""
+    with torch.no_grad():
+        beliefs, _ = encoder(
+            trials.obs, trials.action, trials.reward, trials.next_obs, trials.done,
+            mask=trials.mask,
+        )  # fmt: skip
+        target = standardize_features(features)
+        after = ((head(beliefs.features()) - target.unsqueeze(0)) ** 2).mean(-1)
+        prior = encoder.prior(target.shape[0], target.device).features()
+        first = ((head(prior) - target) ** 2).mean(-1)
+        before = torch.cat([first.unsqueeze(0), after[:-1]], dim=0)
+    return InferenceErrors(before, after)

@@ -35,7 +35,8 @@ class TrialBatch:
     ``episode_success_final`` (at the last step) are numpy ``(K, N)``. ``task_features``
     ``(N, F)``: the true features of each sub-environment's task, which the trainer adds after
     the rollout when a privileged loss needs them (:mod:`meta_rl.training.privileged`); the
-    agent never saw them.
+    agent never saw them. ``info_gain`` ``(T, N)``: the unweighted information-gain reward of
+    each step, which the trainer adds with ``privileged.info_gain_weight`` (else None).
     """
 
     obs: torch.Tensor
@@ -52,6 +53,7 @@ class TrialBatch:
     episode_success: np.ndarray
     episode_success_final: np.ndarray
     task_features: torch.Tensor | None = None
+    info_gain: torch.Tensor | None = None
 
     @property
     def env_steps(self) -> int:

@@ -84,7 +84,12 @@ from meta_rl.training.maml_update import maml_loss, maml_update
 from meta_rl.training.optim import Counters, GuardedOptimizer
 from meta_rl.training.ppo import PPOTerms, ReturnScaler
 from meta_rl.training.ppo_update import ppo_update
-from meta_rl.training.privileged import privileged_values, task_features
+from meta_rl.training.privileged import (
+    InferenceErrors,
+    privileged_values,
+    task_features,
+    task_inference_errors,
+)
 from meta_rl.training.rollout import TrialBatch, collect_trials
 from meta_rl.training.state import restore_training_state, training_payload
 
@@ -201,6 +206,7 @@ class Trainer:
             moments=self._return_moments if world.distributed else None,
         )
         self.counters = Counters()
+        self._inference_errors: InferenceErrors | None = None  # of the last collected batch
         limit = cfg.train.max_consecutive_nonfinite
         self.ppo_guard = GuardedOptimizer(
             self.ppo_opt, ppo_params, cfg.ppo.max_grad_norm, self.counters, limit, world
@@ -257,9 +263,10 @@ class Trainer:
     def advantages(self, batch: TrialBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE over whole trials on scaled rewards: ``(advantages, returns)``, each ``(T, N)``."""
         cfg = self.cfg
-        rewards = torch.as_tensor(
-            self.scaler.scale(batch.rewards.cpu().numpy()), device=self.device
-        )
+        raw = batch.rewards
+        if batch.info_gain is not None:  # the RL reward only: never the task model's targets
+            raw = raw + cfg.privileged.info_gain_weight * batch.info_gain
+        rewards = torch.as_tensor(self.scaler.scale(raw.cpu().numpy()), device=self.device)
         terminals = torch.zeros_like(batch.dones, dtype=torch.bool)
         terminals[-1] = True  # the trial ends; boundaries between its episodes are not terminal
         values = batch.values
@@ -391,6 +398,14 @@ class Trainer:
             # After the rollout, for the training losses only: the agent acted without them.
             features = task_features(tasks, self.device)
             batch = dataclasses.replace(batch, task_features=features)
+            head = self.networks.task_head
+            if head is not None:
+                errors = task_inference_errors(
+                    self.networks.encoder, head, batch.trial_tensors(self.agent), features
+                )
+                self._inference_errors = errors
+                if cfg.privileged.info_gain_weight > 0.0:
+                    batch = dataclasses.replace(batch, info_gain=errors.gain(batch.mask))
         return batch
 
     def iteration(self) -> dict[str, float]:
@@ -418,6 +433,8 @@ class Trainer:
             metrics[f"train/success_ep{k + 1}"] = float(batch.episode_success[k].mean())
         metrics["train/return"] = float(batch.episode_returns.mean())
         metrics["train/success"] = float(batch.episode_success.mean())
+        if self._inference_errors is not None:
+            metrics.update(self._inference_metrics(self._inference_errors, batch))
         metrics["losses/skipped_updates"] = float(self.counters.skipped_updates)
         metrics["time/env_steps_per_s"] = batch.env_steps / max(t1 - t0, 1e-9)
         metrics["time/updates_per_s"] = n_updates / max(t2 - t1, 1e-9)
@@ -433,6 +450,18 @@ class Trainer:
             self.world, self.networks, self.counters.iteration, self.learn_gen.get_state()
         )
         return metrics
+
+    def _inference_metrics(self, errors: InferenceErrors, batch: TrialBatch) -> dict[str, float]:
+        """What the belief knows of the true task over a trial: the task-inference error at the
+        prior and after each episode (``privileged/task_error_*``, standardised features), and
+        the mean information gain per trial (``privileged/info_gain``, unweighted)."""
+        steps = self.episode_steps
+        out = {"privileged/task_error_prior": float(errors.before[0].mean())}
+        for k in range(batch.episode_returns.shape[0]):
+            end = (k + 1) * steps - 1  # the last step of episode k + 1
+            out[f"privileged/task_error_ep{k + 1}"] = float(errors.after[end].mean())
+        out["privileged/info_gain"] = float(errors.gain(batch.mask).sum(0).mean())
+        return out
 
     def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """The batch moments over every rank (the normalisers of a distributed run)."""
