@@ -39,7 +39,8 @@ rung_overrides() {
       ;;
     critic_only) echo "privileged.task_inference_weight=0.0" ;;
     inference_only) echo "privileged.critic=false" ;;
-    # privileged_no_rl_grad plus the information-gain reward for exploring (docs/privileged.md).
+    # privileged_no_rl_grad plus the information-gain reward for exploring (docs/privileged.md;
+    # weight 200 swamped the task reward on CPU, docs/pick_place.md).
     info_gain) echo "encoder.rl_gradients=false privileged.info_gain_weight=20.0" ;;
     *)
       echo "unknown rung '$1'; allowed: privileged privileged_no_rl_grad hidden revealed" \
