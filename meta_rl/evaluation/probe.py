@@ -91,7 +91,6 @@ def _trials(
     venv = make_task_vector_env(env_id, n, **clean_env_kwargs(agent.env_kwargs))
     try:
         tasks = venv.task_distribution.sample(n, split, np.random.default_rng(seed))
-        agent.generator.manual_seed(seed)
         batch = collect_trials(
             venv, agent, tasks, episodes=episodes, episode_steps=steps, seed=seed,
             deterministic=True,
@@ -119,16 +118,16 @@ def belief_probe(
     run's trial length. ``steps`` default to the steps 0, 9 and 49 of every episode;
     ``features`` picks columns of ``Task.features()`` (pick-place: ``slice(0, 3)``, the goal),
     all by default."""
-    from meta_rl.agent.meta_agent import MetaAgent
-    from meta_rl.evaluation.runner import family_of
+    from meta_rl.evaluation.runner import family_of, load_meta_agent
     from meta_rl.task_envs.family import resolve_episode_steps
+    from meta_rl.training.checkpoint import locate
 
     if num_train < 2 or num_test < 1:
         raise ValueError(
             f"num_train, num_test: got {num_train}, {num_test}; allowed: >= 2 and >= 1"
         )
     torch.set_num_threads(1)
-    agent = MetaAgent.from_checkpoint(checkpoint, device="cpu")
+    agent = load_meta_agent(locate(checkpoint).file, "cpu")  # the context as trained
     env_id = family_of(agent)
     cfg = agent.config
     ep_steps = resolve_episode_steps(env_id, cfg.env.episode_steps, "env.episode_steps")

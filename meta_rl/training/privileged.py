@@ -76,14 +76,20 @@ def task_inference_loss(
 ) -> torch.Tensor:
     """Mean squared error of ``head`` on the belief after each valid transition against the
     standardised task features ``(N, F)`` of the trials' tasks (mean over features and steps)."""
+    err = _errors_after(encoder, head, trials, standardize_features(features))
+    w = trials.mask.to(err.dtype)
+    return (err * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _errors_after(
+    encoder: ContextEncoder, head: TaskInferenceHead, trials: TrialTensors, target: torch.Tensor
+) -> torch.Tensor:
+    """``(T, N)``: the error (mean over features) of ``head`` on the belief after each step of
+    the trials against ``target`` ``(N, F)``, the standardised task features."""
     beliefs, _ = encoder(
         trials.obs, trials.action, trials.reward, trials.next_obs, trials.done, mask=trials.mask
     )
-    pred = head(beliefs.features())  # (T, N, F)
-    target = standardize_features(features).unsqueeze(0)
-    err = ((pred - target) ** 2).mean(-1)
-    w = trials.mask.to(err.dtype)
-    return (err * w).sum() / w.sum().clamp_min(1.0)
+    return ((head(beliefs.features()) - target.unsqueeze(0)) ** 2).mean(-1)
 
 
 class InferenceErrors(NamedTuple):
@@ -109,12 +115,8 @@ def task_inference_errors(
     """The squared error of ``head`` against the standardised features ``(N, F)`` of the
     trials' tasks, on the belief before and after every step (no gradients)."""
     with torch.no_grad():
-        beliefs, _ = encoder(
-            trials.obs, trials.action, trials.reward, trials.next_obs, trials.done,
-            mask=trials.mask,
-        )  # fmt: skip
         target = standardize_features(features)
-        after = ((head(beliefs.features()) - target.unsqueeze(0)) ** 2).mean(-1)
+        after = _errors_after(encoder, head, trials, target)
         prior = encoder.prior(target.shape[0], target.device).features()
         first = ((head(prior) - target) ** 2).mean(-1)
         before = torch.cat([first.unsqueeze(0), after[:-1]], dim=0)
