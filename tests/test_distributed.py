@@ -326,7 +326,9 @@ def test_torchrun_restarts_a_failed_job_from_its_last_checkpoint(tmp_path: Path)
     assert len(pids) >= 2  # the killed process and its replacement
     lines = [json.loads(ln) for ln in (run_dir / "resumes.jsonl").read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["world_size"] == [2, 2]
-    assert 3 <= lines[0]["iteration"] < 60
+    # Rank 1 is killed once it has logged iteration 3. Rank 0 wrote checkpoint 2 before it
+    # joined iteration 3's digest exchange, but may not have written checkpoint 3 yet.
+    assert 2 <= lines[0]["iteration"] < 60
     assert [r["iteration"] for r in read_metrics(run_dir)] == list(range(1, 61))
     rank0 = {r["iteration"]: r["digest"] for r in _digests(digests, 0)}
     assert all(rank0[r["iteration"]] == r["digest"] for r in _digests(digests, 1))
