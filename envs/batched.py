@@ -80,6 +80,7 @@ class BatchedArmEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         # never stepped.
         self.template = env_cls(**env_kwargs)
         self.num_envs = num_envs
+        self.num_threads = num_threads
         self.max_episode_steps = max_episode_steps
         self.render_mode = self.template.render_mode
         self.single_observation_space = self.template.observation_space

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium
+import numpy as np
 import pytest
 import test_vector
 import torch
@@ -120,7 +122,49 @@ def test_profile_times_every_phase_and_the_phases_sum_to_the_iteration(tmp_path:
     for phase in ("collect/env_step", "collect/agent_act", "update/policy", "update/elbo"):
         assert result["phases"][phase]["s_per_iteration"] > 0
     assert result["evaluate_s"] > 0
+    rates, ratios = result["steps_per_s"], result["ratios"]
+    assert rates["overall"] == pytest.approx(
+        result["env_steps_per_iteration"] / result["iteration_s"]
+    )
+    collect_s = sum(
+        row["s_per_iteration"] for name, row in result["phases"].items() if name.startswith("co")
+    )
+    assert rates["collection"] == pytest.approx(result["env_steps_per_iteration"] / collect_s)
+    assert rates["physics_only"] > 0
+    assert ratios["collection/physics"] == pytest.approx(
+        rates["collection"] / rates["physics_only"]
+    )
+    assert ratios["overall/collection"] == pytest.approx(rates["overall"] / rates["collection"])
+    assert 0 < ratios["overall/collection"] < 1  # the iteration holds the collection and more
+    assert result["setup"]["sub_envs"] == 4
     assert not any(tmp_path.glob("runs*")), "profiling writes no run directory"
+
+
+def test_physics_only_steps_the_simulator_with_in_bounds_random_actions() -> None:
+    from meta_rl.training.profile import physics_only_seconds
+
+    class Env:
+        num_envs = 3
+        single_action_space = gymnasium.spaces.Box(-0.5, 0.25, (2,), np.float32)
+
+        def __init__(self) -> None:
+            self.resets: list[int | None] = []
+            self.actions: list[np.ndarray] = []
+
+        def reset(self, seed: int | None = None) -> None:
+            self.resets.append(seed)
+
+        def step(self, action: np.ndarray) -> None:
+            self.actions.append(action)
+
+    env = Env()
+    seconds = physics_only_seconds(
+        env, episodes=2, episode_steps=5, seed=7, rng=np.random.default_rng(0)
+    )
+    assert seconds > 0 and env.resets == [7, None] and len(env.actions) == 10
+    acts = np.stack(env.actions)
+    assert acts.shape == (10, 3, 2) and acts.dtype == np.float32
+    assert acts.min() >= -0.5 and acts.max() <= 0.25 and acts.std() > 0.1
 
 
 def test_profile_command_writes_json_and_refuses_other_modes(
