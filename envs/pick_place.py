@@ -32,9 +32,14 @@ class PickPlaceEnv(ArmEnv):
     * ``reward_reach = reach_weight * (1 - tanh(10 * |ee_pos - object_pos|))``
     * ``reward_grasp = grasp_weight * grasped``, grasped = both finger pads press with > 0.5 N
     * ``reward_lift = lift_weight * grasped * clip((object_z - size) / 0.04, 0, 1)``
-    * ``reward_place = place_weight * (1 - tanh(10 * |object_pos - goal|))``
+    * ``reward_place = place_weight * (1 - tanh(place_scale * |object_pos - goal|))``
 
-    in [0, 1] with the default weights. Sparse: ``reward_success = success``.
+    in [0, 1] with the default weights. With the default ``place_scale`` (10/m) the place term
+    is 0.14 at 10 cm from the goal and flat beyond about 25 cm (0.008 at 25 cm, 0.003 at 30 cm):
+    with the goal hidden, the reward then tells the distance to it only near it. A smaller
+    ``place_scale`` (e.g. 3/m: 0.43 at 10 cm, 0.22 at 25 cm, 0.10 at 40 cm) makes the distance
+    readable across the workspace, so that a few readings locate the goal, at the cost of a
+    flatter peak. Sparse: ``reward_success = success``.
     ``info["success"] = 1.0`` when the object's centre is within 0.05 m of the goal.
 
     ## Starting State, Episode End
@@ -42,10 +47,10 @@ class PickPlaceEnv(ArmEnv):
 
     ## Arguments
     The shared ones (see Reach) and ``reach_weight`` (0.1), ``grasp_weight`` (0.15),
-    ``lift_weight`` (0.15), ``place_weight`` (0.6).
+    ``lift_weight`` (0.15), ``place_weight`` (0.6), ``place_scale`` (10.0, 1/m).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; ``place_scale`` added (default: the first release's 10/m).
     """
 
     variant: ClassVar[str] = "pick_place"
@@ -57,13 +62,17 @@ class PickPlaceEnv(ArmEnv):
         grasp_weight: float = 0.15,
         lift_weight: float = 0.15,
         place_weight: float = 0.6,
+        place_scale: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        if not place_scale > 0:
+            raise ValueError(f"place_scale: got {place_scale!r}; allowed: a number > 0 (1/m)")
         super().__init__(**kwargs)
         self.reach_weight = float(reach_weight)
         self.grasp_weight = float(grasp_weight)
         self.lift_weight = float(lift_weight)
         self.place_weight = float(place_weight)
+        self.place_scale = float(place_scale)
 
     def dense_terms(
         self, r: Readings, goal: np.ndarray, size: np.ndarray, mirror: np.ndarray
@@ -76,6 +85,6 @@ class PickPlaceEnv(ArmEnv):
             "reach": self.reach_weight * rw.closeness(rw.distance(r.ee_pos, obj)),
             "grasp": self.grasp_weight * held,
             "lift": (self.lift_weight * held) * height,
-            "place": self.place_weight * rw.closeness(d_goal),
+            "place": self.place_weight * rw.closeness(d_goal, self.place_scale),
         }
         return terms, rw.within(d_goal)

@@ -184,6 +184,21 @@ def test_push_reach_term_pulls_from_afar() -> None:
         make("metarl/Push-v0", reach_scale=0.0)
 
 
+def test_pick_place_scale_sets_how_far_the_place_term_reaches() -> None:
+    """``place_scale`` is the place term's 1/m: 0.6 * (1 - tanh(place_scale * distance))."""
+    for scale in (10.0, 3.0):
+        env = make("metarl/PickPlace-v0", place_scale=scale)
+        unwrapped(env).set_task(task())
+        env.reset(seed=0)
+        obs, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
+        s = unwrapped(env).obs_slices
+        d = float(np.linalg.norm(obs[s["object_pos"]] - np.asarray(task().goal)))
+        assert d > 0.08  # pick-place goals lie off the object's start
+        assert info["reward_place"] == pytest.approx(0.6 * (1.0 - np.tanh(scale * d)), abs=1e-4)
+    with pytest.raises(ValueError, match=r"place_scale: got -1.0; allowed: a number > 0"):
+        make("metarl/PickPlace-v0", place_scale=-1.0)
+
+
 def test_push_success_term_outweighs_hovering() -> None:
     """Pushing the object to the goal pays more per step than the most the reach and push
     terms pay together away from it, so hovering at the object cannot beat finishing."""
