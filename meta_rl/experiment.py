@@ -263,7 +263,9 @@ class PrivilegedConfig(Config):
 
     The true task features (``Task.features()``: goal, shape one-hot, size, mass, friction) of
     the tasks the trainer pins reach only the training losses: never the actor's observation,
-    the encoder's input, the rollouts' actions or evaluation. Both switches are off by default.
+    the encoder's input, the rollouts' actions or evaluation. Every switch is off by default.
+    ``teacher`` starts a student from a revealed-task policy (RMA's adaptation stage, then RL
+    fine-tuning; docs/privileged.md).
     """
 
     critic: bool = param(
@@ -289,6 +291,25 @@ class PrivilegedConfig(Config):
         "the end. Needs task_inference_weight > 0; 0 turns it off.",
         ge=0.0,
     )
+    teacher: str | None = param(
+        None,
+        "A teacher run directory or checkpoint file (its best checkpoint, else its last): a "
+        "policy trained with the task revealed (env.kwargs.reveal_task=true, "
+        "encoder.use_context=false, the same env, policy.* and encoder.latent_dim). This run is "
+        "then its student: its policy starts as the teacher's and reads, in place of the "
+        "revealed task features, those its task-inference head predicts from the belief; the "
+        "head learns them by the task-inference loss (needs task_inference_weight > 0). Read "
+        "once, when the run starts (a resume does not read it again). null: no teacher.",
+    )
+    teacher_freeze_iterations: int = param(
+        0,
+        "With a teacher: the first n iterations leave the policy (and its observation "
+        "normaliser) as the teacher's, and only the context encoder, the task model and the "
+        "task-inference head learn (RMA's adaptation stage, on the student's own trials); "
+        "afterwards PPO fine-tunes the policy too. 0: PPO from the start; more than "
+        "train.iterations: the policy never learns (imitation alone).",
+        ge=0,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -297,6 +318,25 @@ class PrivilegedConfig(Config):
                 f"privileged.info_gain_weight: got {self.info_gain_weight} with "
                 "privileged.task_inference_weight 0; the reward is the drop of the task-inference "
                 "head's error, so set privileged.task_inference_weight > 0 (or the weight to 0)"
+            )
+        if self.teacher is not None:
+            if not self.teacher.strip():
+                raise ValueError(
+                    "privileged.teacher: got an empty path; allowed: null (no teacher) or a "
+                    "teacher run directory or checkpoint file"
+                )
+            if self.task_inference_weight <= 0.0:
+                raise ValueError(
+                    f"privileged.teacher: got {self.teacher!r} with "
+                    "privileged.task_inference_weight 0; the student learns the teacher's task "
+                    "features through the task-inference loss, so set "
+                    "privileged.task_inference_weight > 0 (e.g. 1.0)"
+                )
+        elif self.teacher_freeze_iterations > 0:
+            raise ValueError(
+                f"privileged.teacher_freeze_iterations: got {self.teacher_freeze_iterations} "
+                "with privileged.teacher null; it freezes a teacher's policy, so set "
+                "privileged.teacher to a teacher run (or the iterations to 0)"
             )
 
     @property
@@ -326,7 +366,8 @@ class ExperimentConfig(Config):
     )
     privileged: PrivilegedConfig = param(
         default_factory=PrivilegedConfig,
-        doc="True task features at training time only: asymmetric critic, task inference.",
+        doc="True task features at training time only: asymmetric critic, task inference, a "
+        "teacher.",
     )
 
     def __post_init__(self) -> None:
@@ -336,6 +377,16 @@ class ExperimentConfig(Config):
                 "privileged.critic: got true with maml.enabled true; the MAML inner loss "
                 "baselines on the policy's own critic, so the asymmetric critic is not supported "
                 "with MAML yet: set privileged.critic=false (task inference works with MAML)"
+            )
+        if self.privileged.teacher is not None and (
+            self.maml.enabled or not self.encoder.use_context
+        ):
+            raise ValueError(
+                f"privileged.teacher: got {self.privileged.teacher!r} with maml.enabled "
+                f"{self.maml.enabled} and encoder.use_context {self.encoder.use_context}; a "
+                "student's policy reads the task features its head predicts from the belief, so "
+                "it needs encoder.use_context true, and MAML is not supported with a teacher "
+                "yet: set maml.enabled=false"
             )
         if self.privileged.task_inference_weight > 0 and self.task_model.updates_per_iteration < 1:
             raise ValueError(
@@ -410,8 +461,16 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
         data.get("train", {}).pop(key, None)
     if data.get("env", {}).get("module", "absent") is None:
         data["env"].pop("module")  # runs from before env.module keep their hash
-    if data.get("privileged", "absent") == to_dict(PrivilegedConfig()):
-        data.pop("privileged")  # runs from before the privileged section keep their hash
+    priv = data.get("privileged")
+    if isinstance(priv, dict):
+        defaults = to_dict(PrivilegedConfig())
+        for key in ("teacher", "teacher_freeze_iterations"):
+            # Left out at their defaults: runs from before the teacher keys keep their hash.
+            if priv.get(key, defaults[key]) == defaults[key]:
+                priv.pop(key, None)
+            defaults.pop(key)
+        if priv == defaults:
+            data.pop("privileged")  # runs from before the privileged section keep their hash
     return data
 
 

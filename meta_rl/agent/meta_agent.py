@@ -72,11 +72,18 @@ class AgentNetworks(nn.Module):
     puts the rewards of the inner loss on the critic's scale. Without MAML ``maml`` is None and
     the ``state_dict`` is that of the plain agent.
 
-    ``task_dim`` (the width of the true task features) builds the training-only privileged parts
-    that ``cfg.privileged`` asks for: ``privileged_critic`` (a
+    ``task_dim`` (the width of the true task features) builds the privileged parts that
+    ``cfg.privileged`` asks for: ``privileged_critic`` (a
     :class:`~meta_rl.agent.privileged.PrivilegedCritic`) and ``task_head`` (a
     :class:`~meta_rl.agent.privileged.TaskInferenceHead`); each is None otherwise, and always
-    with ``task_dim`` None (how :meth:`MetaAgent.from_checkpoint` builds the acting agent).
+    with ``task_dim`` None. ``acting_only`` (how :meth:`MetaAgent.from_checkpoint` builds the
+    acting agent) leaves out the training-only ones: all of them, except a student's head.
+
+    A student (``privileged.teacher``, docs/privileged.md) needs ``task_dim``: its policy is its
+    teacher's, which read ``[observation, task features]`` and a belief, and reads
+    :meth:`conditioning` in place of the belief: the task features its head predicts from the
+    belief, then the belief. The head reads the belief alone, so no true task feature reaches
+    the actor.
     """
 
     maml: MetaSGD | None
@@ -85,12 +92,26 @@ class AgentNetworks(nn.Module):
     task_head: TaskInferenceHead | None
 
     def __init__(
-        self, obs_dim: int, action_dim: int, cfg: ExperimentConfig, task_dim: int | None = None
+        self,
+        obs_dim: int,
+        action_dim: int,
+        cfg: ExperimentConfig,
+        task_dim: int | None = None,
+        *,
+        acting_only: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.action_dim = action_dim
+        self.student = cfg.privileged.teacher is not None
+        if self.student and task_dim is None:
+            raise ValueError(
+                "AgentNetworks: a student (privileged.teacher) needs task_dim, the width of the "
+                "task features its policy reads (predicted by its head)"
+            )
         enc = cfg.encoder
+        # What the policy conditions on besides the observation (see conditioning()).
+        cond_dim = 2 * enc.latent_dim + (task_dim if self.student and task_dim is not None else 0)
         self.encoder = ContextEncoder(
             obs_dim,
             action_dim,
@@ -102,7 +123,7 @@ class AgentNetworks(nn.Module):
         self.policy = ActorCritic(
             obs_dim,
             action_dim,
-            2 * enc.latent_dim,
+            cond_dim,
             hidden=pol.hidden,
             activation=pol.activation,
             init_log_std=pol.init_log_std,
@@ -134,14 +155,30 @@ class AgentNetworks(nn.Module):
         priv = cfg.privileged
         self.privileged_critic = None
         self.task_head = None
-        if task_dim is not None and priv.critic:
+        if task_dim is not None and priv.critic and not acting_only:
             self.privileged_critic = PrivilegedCritic(
-                obs_dim, 2 * enc.latent_dim, task_dim, hidden=pol.hidden, activation=pol.activation
+                obs_dim, cond_dim, task_dim, hidden=pol.hidden, activation=pol.activation
             )
-        if task_dim is not None and priv.task_inference_weight > 0.0:
+        wants_head = priv.task_inference_weight > 0.0 and (self.student or not acting_only)
+        if task_dim is not None and wants_head:  # a student's head acts; other heads only train
             self.task_head = TaskInferenceHead(
-                2 * enc.latent_dim, task_dim, hidden=priv.task_inference_hidden
+                2 * enc.latent_dim,
+                task_dim,
+                hidden=priv.task_inference_hidden,
+                fixed_norm=self.student,
+                normalize=pol.normalize_obs,
             )
+
+    def conditioning(self, belief: torch.Tensor) -> torch.Tensor:
+        """What the policy reads besides the observation, from belief features
+        ``(..., 2 * latent_dim)``: those features; a student's are preceded by the task features
+        its head predicts from them (standardised as its teacher's normaliser standardised the
+        revealed ones), so its policy reads what its teacher read, the belief in place of the
+        prior the teacher always saw."""
+        if not self.student:
+            return belief
+        assert self.task_head is not None
+        return torch.cat([self.task_head(belief), belief], dim=-1)
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the encoder and the task model read them."""
@@ -205,7 +242,7 @@ class StepOutput:
     env_action: np.ndarray  # (N, A) clipped to the action space (sent to the env)
     log_prob: torch.Tensor  # (N,)
     value: torch.Tensor  # (N,)
-    belief: torch.Tensor  # (N, 2 * latent_dim) the features the policy saw
+    belief: torch.Tensor  # (N, C) what the policy conditioned on (AgentNetworks.conditioning)
 
 
 class MetaAgent:
@@ -441,10 +478,10 @@ class MetaAgent:
 
     def step(self, obs: np.ndarray, deterministic: bool = False) -> StepOutput:
         """Act and return everything the trainer records (no gradients)."""
-        belief = self.belief_features()
         if deterministic and self._explores():
             deterministic = False
         with torch.no_grad():
+            belief = self.networks.conditioning(self.belief_features())
             obs_t = self._tensor(obs)
             out: PolicyOutput
             if self._params is None:
@@ -509,14 +546,14 @@ class MetaAgent:
         state = agent_state_from_checkpoint(Path(path))
         dev = resolve_device(device)
         # The acting agent is built without the training-only privileged parts: their weights
-        # are dropped, so nothing that reads true task features is even present.
-        networks = AgentNetworks(state.obs_dim, state.action_dim, state.config)
+        # are dropped, so nothing that reads true task features is even present (a student's
+        # head stays: it acts, reading the belief alone).
+        networks = AgentNetworks(
+            state.obs_dim, state.action_dim, state.config, state.task_dim, acting_only=True
+        )
+        absent = {name for name in PRIVILEGED_MODULES if getattr(networks, name) is None}
         networks.load_state_dict(
-            {
-                k: v
-                for k, v in state.networks.items()
-                if k.split(".", 1)[0] not in PRIVILEGED_MODULES
-            }
+            {k: v for k, v in state.networks.items() if k.split(".", 1)[0] not in absent}
         )
         networks.to(dev).eval()
         return cls(

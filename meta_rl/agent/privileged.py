@@ -2,9 +2,12 @@
 
 :class:`PrivilegedCritic` is the asymmetric critic (``privileged.critic``): a value network on
 ``[normalised obs, belief features, task features]``. :class:`TaskInferenceHead` maps belief
-features to predicted task features (``privileged.task_inference_weight``). Neither is called
-when the agent acts: :class:`~meta_rl.agent.meta_agent.MetaAgent` has no input for task features,
-and :meth:`~meta_rl.agent.meta_agent.MetaAgent.from_checkpoint` does not even build them.
+features to predicted task features (``privileged.task_inference_weight``). Neither reads the
+true task features when the agent acts: :class:`~meta_rl.agent.meta_agent.MetaAgent` has no
+input for them. The critic is never called then, and
+:meth:`~meta_rl.agent.meta_agent.MetaAgent.from_checkpoint` does not even build it; the head is
+built (and acts) only in a student (``privileged.teacher``), where it reads the belief alone and
+its output is part of what the policy conditions on.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from meta_rl.agent.networks import mlp
+from meta_rl.agent.networks import RunningNorm, mlp
 
-__all__ = ["PRIVILEGED_MODULES", "PrivilegedCritic", "TaskInferenceHead"]
+__all__ = ["PRIVILEGED_MODULES", "PrivilegedCritic", "TaskInferenceHead", "standardize_features"]
 
 PRIVILEGED_MODULES = ("privileged_critic", "task_head")
 """Attribute names (and ``state_dict`` prefixes) of the privileged parts of ``AgentNetworks``."""
@@ -45,12 +48,46 @@ class PrivilegedCritic(nn.Module):
         return value
 
 
-class TaskInferenceHead(nn.Module):
-    """Predicted (standardised) task features from belief features."""
+def standardize_features(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Features ``(N, F)`` with zero mean and unit variance over the batch (constant columns
+    become 0), so goal, size, mass and friction weigh alike whatever their units."""
+    mean = features.mean(0)
+    std = features.std(0, unbiased=False)
+    return (features - mean) / (std + eps)
 
-    def __init__(self, belief_dim: int, task_dim: int, *, hidden: tuple[int, ...] = (64,)) -> None:
+
+class TaskInferenceHead(nn.Module):
+    """Predicted (standardised) task features from belief features.
+
+    What "standardised" means is :meth:`targets`: over each batch by default; with
+    ``fixed_norm`` (a student's head, ``privileged.teacher``) by the fixed statistics of
+    ``feature_norm``, a :class:`~meta_rl.agent.networks.RunningNorm` that is never updated: the
+    teacher's observation normaliser on its task-feature columns, copied at the student's start
+    and saved with the head. The head's output is then exactly what the teacher's policy read
+    in those columns, so the student's policy reads it in their place.
+    """
+
+    feature_norm: RunningNorm | None
+
+    def __init__(
+        self,
+        belief_dim: int,
+        task_dim: int,
+        *,
+        hidden: tuple[int, ...] = (64,),
+        fixed_norm: bool = False,
+        normalize: bool = True,
+    ) -> None:
         super().__init__()
         self.net = mlp([belief_dim, *hidden, task_dim], nn.ReLU)
+        # Only a student's head has it, so a plain head's state_dict is as before.
+        self.feature_norm = RunningNorm(task_dim, enabled=normalize) if fixed_norm else None
+
+    def targets(self, features: torch.Tensor) -> torch.Tensor:
+        """The standardised true features ``(N, F)`` that the head learns to predict."""
+        if self.feature_norm is None:
+            return standardize_features(features)
+        return self.feature_norm(features)
 
     def forward(self, belief: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(belief)

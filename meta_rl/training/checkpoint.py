@@ -38,6 +38,7 @@ __all__ = [
     "CheckpointNotFound",
     "Located",
     "agent_state_from_checkpoint",
+    "agent_state_from_payload",
     "check_compatible",
     "load_checkpoint",
     "locate",
@@ -247,12 +248,19 @@ class AgentState:
     action_high: np.ndarray
     networks: dict[str, torch.Tensor]
     meta: dict[str, Any]
+    task_dim: int | None = None
+    """The width of the true task features, in runs whose training read them (a student's
+    policy reads as many predicted ones)."""
 
 
 def agent_state_from_checkpoint(path: Path) -> AgentState:
     """Load the agent part of a checkpoint (file or run dir, best else last)."""
     file = locate(path).file
-    payload = load_checkpoint(file)
+    return agent_state_from_payload(load_checkpoint(file), file)
+
+
+def agent_state_from_payload(payload: dict[str, Any], file: Path) -> AgentState:
+    """The agent part of a loaded checkpoint ``payload`` (read from ``file``)."""
     try:
         config = from_dict(ExperimentConfig, payload["config"])
     except ConfigError as e:
@@ -266,4 +274,5 @@ def agent_state_from_checkpoint(path: Path) -> AgentState:
         action_high=np.asarray(payload["action_high"], dtype=np.float32),
         networks=payload["networks"],
         meta=meta,
+        task_dim=None if meta.get("task_dim") is None else int(meta["task_dim"]),
     )

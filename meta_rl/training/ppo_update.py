@@ -114,7 +114,7 @@ def ppo_update(
             chunks = perm.chunk(cfg.ppo.minibatches)
         for idx in chunks:
             if trials is not None:
-                feats = sub_beliefs(networks.encoder, trials, idx)
+                feats = networks.conditioning(sub_beliefs(networks.encoder, trials, idx))
                 mb = PPOBatch(
                     obs=batch.obs[:, idx].flatten(0, 1),
                     belief=feats.flatten(0, 1),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from meta_rl.agent.encoder import ContextEncoder
-from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead
+from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead, standardize_features
 from meta_rl.agent.task_model import TrialTensors
 
 __all__ = [
@@ -60,14 +60,6 @@ def privileged_values(
     return critic(norm_obs, belief, features.expand(norm_obs.shape[0], *features.shape))
 
 
-def standardize_features(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Features ``(N, F)`` with zero mean and unit variance over the batch (constant columns
-    become 0), so goal, size, mass and friction weigh alike whatever their units."""
-    mean = features.mean(0)
-    std = features.std(0, unbiased=False)
-    return (features - mean) / (std + eps)
-
-
 def task_inference_loss(
     encoder: ContextEncoder,
     head: TaskInferenceHead,
@@ -75,8 +67,10 @@ def task_inference_loss(
     features: torch.Tensor,
 ) -> torch.Tensor:
     """Mean squared error of ``head`` on the belief after each valid transition against the
-    standardised task features ``(N, F)`` of the trials' tasks (mean over features and steps)."""
-    err = _errors_after(encoder, head, trials, standardize_features(features))
+    standardised task features ``(N, F)`` of the trials' tasks (mean over features and steps;
+    standardised as :meth:`TaskInferenceHead.targets` says: over the batch, or with a student's
+    fixed statistics)."""
+    err = _errors_after(encoder, head, trials, head.targets(features))
     w = trials.mask.to(err.dtype)
     return (err * w).sum() / w.sum().clamp_min(1.0)
 
@@ -115,7 +109,7 @@ def task_inference_errors(
     """The squared error of ``head`` against the standardised features ``(N, F)`` of the
     trials' tasks, on the belief before and after every step (no gradients)."""
     with torch.no_grad():
-        target = standardize_features(features)
+        target = head.targets(features)
         after = _errors_after(encoder, head, trials, target)
         prior = encoder.prior(target.shape[0], target.device).features()
         first = ((head(prior) - target) ** 2).mean(-1)

@@ -1,7 +1,9 @@
 """The one place that writes and reads the training state of a run.
 
 A checkpoint's payload (:mod:`meta_rl.training.checkpoint` stores it) holds ``meta`` (format
-version, config hash, env id, spaces, progress), the resolved ``config``, the action bounds, the
+version, config hash, env id, spaces, progress; the width of the true task features
+``task_dim`` when training read them; a student's ``teacher``: the checkpoint it started
+from), the resolved ``config``, the action bounds, the
 ``networks`` and the ``trainer`` state: both optimisers, every generator state, the return
 scaler and the counters. Restoring all of it makes a resumed run make exactly the updates the
 uninterrupted run would have made (on the same device).
@@ -68,6 +70,10 @@ def training_payload(trainer: Trainer) -> dict[str, Any]:
             "counters": {f.name: getattr(c, f.name) for f in fields(c)},
         },
     }
+    if trainer.task_dim is not None:
+        payload["meta"]["task_dim"] = trainer.task_dim
+    if trainer.teacher_source is not None:
+        payload["meta"]["teacher"] = dict(trainer.teacher_source)
     world = trainer.world
     if world.distributed:
         payload["meta"]["world_size"] = world.size
@@ -110,6 +116,7 @@ def restore_training_state(trainer: Trainer, path: Path) -> None:
             )
             trainer.learn_gen.manual_seed(int(seq.generate_state(1)[0]))
         trainer.scaler.load_state_dict(tr["scaler"])
+        trainer.teacher_source = payload["meta"].get("teacher")
         counters = Counters(**tr["counters"])
         for f in fields(counters):
             # In place: the optimisers' guards share this object.

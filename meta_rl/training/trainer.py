@@ -10,10 +10,12 @@ Each iteration (:meth:`Trainer.iteration`) reads top to bottom:
    terminal: the agent maximises the return of the trial, so exploring early pays off later);
 4. PPO epochs over minibatches (:mod:`meta_rl.training.ppo_update`; the encoder gets RL
    gradients only if ``encoder.rl_gradients``); with ``maml.enabled`` the MAML outer loop
-   instead (:mod:`meta_rl.training.maml_update`);
+   instead (:mod:`meta_rl.training.maml_update`); none in a student's first
+   ``privileged.teacher_freeze_iterations`` (:mod:`meta_rl.training.teacher`);
 5. ELBO steps on the encoder and the task decoder (:mod:`meta_rl.training.elbo_update`);
-6. update the observation normaliser; log; every ``eval_every`` iterations evaluate on
-   held-out (test split) tasks; checkpoint at iteration boundaries
+6. update the observation normaliser (not while a student's policy is frozen); log; every
+   ``eval_every`` iterations evaluate on held-out (test split) tasks; checkpoint at iteration
+   boundaries
    (:mod:`meta_rl.training.state` writes and reads the training state).
 
 All randomness comes from generators seeded by ``train.seed`` whose states are checkpointed,
@@ -92,6 +94,7 @@ from meta_rl.training.privileged import (
 )
 from meta_rl.training.rollout import TrialBatch, collect_trials
 from meta_rl.training.state import restore_training_state, training_payload
+from meta_rl.training.teacher import start_from_teacher
 
 __all__ = ["Trainer", "train"]
 
@@ -165,12 +168,12 @@ class Trainer:
             cfg.maml.rollouts_per_task,
         )
         # The width of the true task features, when a training loss reads them (never the agent).
-        task_dim = (
+        self.task_dim = (
             int(task_features(self.eval_tasks[:1]).shape[1]) if cfg.privileged.enabled else None
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.networks = AgentNetworks(obs_dim, act_dim, cfg, task_dim).to(self.device)
+            self.networks = AgentNetworks(obs_dim, act_dim, cfg, self.task_dim).to(self.device)
         self.np_rng = np.random.default_rng(seed)
         # The task draws (np_rng) and the exploration noise (act_gen) are the same streams on
         # every rank, each taking its rows; the learner's draws are the rank's own.
@@ -224,8 +227,12 @@ class Trainer:
         self._checkpoints: CheckpointManager | None = None
         self.rank_learn_gens: list[torch.Tensor] = [self.learn_gen.get_state()]
         self.checkpoint_world_size: int | None = None
+        self.teacher_source: dict[str, object] | None = None
+        """A student's teacher: the checkpoint it started from (saved in its checkpoints)."""
         if resume_from is not None:
             restore_training_state(self, resume_from)
+        elif cfg.privileged.teacher is not None:
+            self.teacher_source = start_from_teacher(self)
         broadcast_module(world, self.networks)  # the same start on every rank, whatever it ran on
         if run_dir is not None:
             self.attach(run_dir)
@@ -254,6 +261,12 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ one iteration
+
+    @property
+    def policy_frozen(self) -> bool:
+        """A student's adaptation stage (``privileged.teacher_freeze_iterations``): the next
+        iteration leaves the teacher's policy and observation normaliser as they are."""
+        return self.counters.iteration < self.cfg.privileged.teacher_freeze_iterations
 
     @property
     def stopped(self) -> bool:
@@ -415,14 +428,19 @@ class Trainer:
         batch = self.collect()
         t1 = time.perf_counter()
         self.networks.train()
-        if self.networks.maml is not None:
+        frozen = self.policy_frozen
+        if frozen:
+            # RMA's adaptation stage: only the ELBO step (with the task-inference loss) learns.
+            metrics: dict[str, float] = {}
+        elif self.networks.maml is not None:
             metrics = self.maml_update(batch)
         else:
             metrics = self.ppo_update(batch)
         if not self.stopped:
             metrics.update(self.elbo_update(batch))
         moments = self._moments if self.world.distributed else None
-        self.networks.policy.obs_norm.update(batch.obs[batch.mask], moments)
+        if not frozen:  # the normaliser is part of the frozen policy's function
+            self.networks.policy.obs_norm.update(batch.obs[batch.mask], moments)
         self.networks.reward_norm.update(batch.rewards[batch.mask].unsqueeze(-1), moments)
         t2 = time.perf_counter()
         self.counters.iteration += 1
@@ -435,6 +453,8 @@ class Trainer:
         metrics["train/success"] = float(batch.episode_success.mean())
         if self._inference_errors is not None:
             metrics.update(self._inference_metrics(self._inference_errors, batch))
+        if cfg.privileged.teacher is not None:
+            metrics["teacher/policy_frozen"] = float(frozen)
         metrics["losses/skipped_updates"] = float(self.counters.skipped_updates)
         metrics["time/env_steps_per_s"] = batch.env_steps / max(t1 - t0, 1e-9)
         metrics["time/updates_per_s"] = n_updates / max(t2 - t1, 1e-9)
