@@ -8,20 +8,25 @@
 #
 #   RUNGS      space-separated rung names (default: "privileged privileged_no_rl_grad hidden revealed")
 #   MINUTES    wall-clock training budget of every rung (default 25)
-#   THREADS    simulator threads per rung (default: cores / number of rungs, at least 1)
+#   THREADS    simulator threads per rung (default: cores / number of rungs running together,
+#              at least 1)
 #   SEED       train.seed (default 0)
 #   PYTHON     the interpreter (default python)
 #   EXTRA      more overrides for every rung (e.g. "env.tasks_per_batch=8 train.device=cpu")
+#   TEACHER    the teacher run of the teacher rungs (default OUT_DIR/revealed)
+#   FREEZE     privileged.teacher_freeze_iterations of the teacher rung (default 20)
 #
-# Each rung writes OUT_DIR/<rung>/ (a run dir) and OUT_DIR/<rung>.log.
+# Each rung writes OUT_DIR/<rung>/ (a run dir) and OUT_DIR/<rung>.log. The teacher rungs
+# (teacher, teacher_imitation: students of the revealed rung, docs/privileged.md) run after the
+# others have finished, since they start from the revealed rung's checkpoint, e.g.
+#   bash scripts/pick_place_ladder.sh runs/ladder "revealed teacher teacher_imitation"
 set -euo pipefail
 out="${1:?usage: bash scripts/pick_place_ladder.sh OUT_DIR [RUNGS]}"
 rungs="${2:-privileged privileged_no_rl_grad hidden revealed}"
 minutes="${MINUTES:-25}"
 seed="${SEED:-0}"
-n_rungs=$(wc -w <<<"$rungs")
-threads="${THREADS:-$(($(nproc) / n_rungs))}"
-[ "$threads" -ge 1 ] || threads=1
+teacher="${TEACHER:-$out/revealed}"
+freeze="${FREEZE:-20}"
 mkdir -p "$out"
 
 rung_overrides() {
@@ -42,28 +47,71 @@ rung_overrides() {
     # privileged_no_rl_grad plus the information-gain reward for exploring (docs/privileged.md;
     # weight 200 swamped the task reward on CPU, docs/pick_place.md).
     info_gain) echo "encoder.rl_gradients=false privileged.info_gain_weight=20.0" ;;
+    # Students of the revealed rung: its policy, fed the task features the head predicts from
+    # the belief. FREEZE iterations of RMA's adaptation stage (only the encoder, the head and
+    # the task model learn), then PPO fine-tunes the policy (docs/privileged.md). The policy's
+    # own critic is the teacher's (trained), so no asymmetric critic; the encoder learns from
+    # the ELBO and the task-inference loss only, the policy from PPO.
+    teacher)
+      echo "privileged.teacher=$teacher privileged.teacher_freeze_iterations=$freeze" \
+        "privileged.critic=false encoder.rl_gradients=false"
+      ;;
+    # The same, frozen for good: imitation alone (what the RL stage adds is teacher minus this).
+    teacher_imitation)
+      echo "privileged.teacher=$teacher privileged.teacher_freeze_iterations=1000000000" \
+        "privileged.critic=false encoder.rl_gradients=false"
+      ;;
     *)
       echo "unknown rung '$1'; allowed: privileged privileged_no_rl_grad hidden revealed" \
-        "critic_only inference_only info_gain" >&2
+        "critic_only inference_only info_gain teacher teacher_imitation" >&2
       return 2
       ;;
   esac
 }
 
-pids=()
+# Rungs side by side, sharing the machine's cores; 1 if any failed.
+run_together() {
+  local n threads rung extra_rung pids=() status=0
+  n=$#
+  threads="${THREADS:-$(($(nproc) / n))}"
+  [ "$threads" -ge 1 ] || threads=1
+  for rung in "$@"; do
+    extra_rung=$(rung_overrides "$rung")
+    # shellcheck disable=SC2086
+    "${PYTHON:-python}" -m meta_rl train --config configs/pick_place_gpu.yaml \
+      --run-dir "$out/$rung" experiment="pick_place_$rung" train.seed="$seed" \
+      train.max_minutes="$minutes" env.num_threads="$threads" logging.progress_bar=false \
+      $extra_rung ${EXTRA:-} >"$out/$rung.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || status=1
+  done
+  return "$status"
+}
+
+first=()
+students=()
 for rung in $rungs; do
-  extra_rung=$(rung_overrides "$rung")
-  # shellcheck disable=SC2086
-  "${PYTHON:-python}" -m meta_rl train --config configs/pick_place_gpu.yaml --run-dir "$out/$rung" \
-    experiment="pick_place_$rung" train.seed="$seed" train.max_minutes="$minutes" \
-    env.num_threads="$threads" logging.progress_bar=false $extra_rung ${EXTRA:-} \
-    >"$out/$rung.log" 2>&1 &
-  pids+=($!)
+  rung_overrides "$rung" >/dev/null # an unknown rung stops the ladder before anything runs
+  case "$rung" in
+    teacher | teacher_imitation) students+=("$rung") ;;
+    *) first+=("$rung") ;;
+  esac
 done
 status=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || status=1
-done
+if [ "${#first[@]}" -gt 0 ]; then
+  run_together "${first[@]}" || status=1
+fi
+if [ "${#students[@]}" -gt 0 ]; then
+  if [ -d "$teacher/checkpoints" ]; then
+    run_together "${students[@]}" || status=1
+  else
+    echo "the teacher rungs need a teacher run with checkpoints in $teacher (the revealed" \
+      "rung: run it first or with them, or set TEACHER)" >&2
+    status=1
+  fi
+fi
 for rung in $rungs; do
   echo "== $rung: $(tail -n 1 "$out/$rung/metrics.jsonl" 2>/dev/null | head -c 600)"
 done

@@ -201,6 +201,7 @@ def test_a_teacher_that_is_missing_or_does_not_fit_is_refused_before_anything_is
         (student_run, (), r"encoder\.use_context True .*reveal_task=true"),
         (teacher, ("policy.hidden=[8]",), r"policy\.hidden \[16\], this run \[8\]"),
         (teacher, ("encoder.latent_dim=3",), r"encoder\.latent_dim 5, this run 3"),
+        (teacher, ("env.kwargs.reward_type=sparse",), r"env\.kwargs\.reward_type None, this"),
     ]
     for i, (path, overrides, match) in enumerate(cases):
         runs = tmp_path / f"case{i}"

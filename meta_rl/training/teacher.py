@@ -50,7 +50,8 @@ TEACHER_MATCHING_KEYS = (
     "policy.normalize_obs",
     "encoder.latent_dim",
 )
-"""Config keys a student must share with its teacher (they shape the policy it takes over)."""
+"""Config keys a student must share with its teacher (they shape the policy it takes over);
+so must every ``env.kwargs`` key but ``reveal_task`` (the same env, the same rewards)."""
 
 
 def start_from_teacher(trainer: Trainer) -> dict[str, Any]:
@@ -139,7 +140,8 @@ def _check_fits(teacher: AgentState, trainer: Trainer, file: Path) -> None:
             "(and the other env.kwargs as here)"
         )
     changed = {k: (a, b) for k, a, b in config_changes(to_dict(tcfg), to_dict(cfg))}
-    for key in TEACHER_MATCHING_KEYS:
+    env_keys = [k for k in changed if k.startswith("env.kwargs.") and k != "env.kwargs.reveal_task"]
+    for key in (*TEACHER_MATCHING_KEYS, *env_keys):
         if key in changed:
             theirs, mine = changed[key]
             raise ValueError(
