@@ -388,6 +388,12 @@ class ExperimentConfig(Config):
                 "it needs encoder.use_context true, and MAML is not supported with a teacher "
                 "yet: set maml.enabled=false"
             )
+        if self.privileged.teacher is not None and self.env.kwargs.get("reveal_task"):
+            raise ValueError(
+                f"privileged.teacher: got {self.privileged.teacher!r} with "
+                "env.kwargs.reveal_task true; the student acts on the hidden task (its teacher "
+                "had it revealed): leave env.kwargs.reveal_task false"
+            )
         if self.privileged.task_inference_weight > 0 and self.task_model.updates_per_iteration < 1:
             raise ValueError(
                 f"privileged.task_inference_weight: got {self.privileged.task_inference_weight} "

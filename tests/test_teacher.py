@@ -106,6 +106,26 @@ def test_the_policy_stays_the_teachers_during_the_freeze_and_learns_after_it(
     assert "policy.obs_norm.mean" in tuned_keys
 
 
+def test_a_student_trains_with_the_asymmetric_critic_and_rl_gradients_too(
+    tmp_path: Path, teacher: Path
+) -> None:
+    over = ("privileged.critic=true", "encoder.rl_gradients=true")
+    trainer = Trainer(_student(tmp_path, teacher, *over), None)
+    try:
+        nets = trainer.networks
+        assert nets.privileged_critic is not None
+        before = {k: v.clone() for k, v in nets.state_dict().items()}
+        metrics = trainer.iteration()
+        after = nets.state_dict()
+    finally:
+        trainer.close()
+    assert np.isfinite(metrics["losses/value_loss"]) and metrics["losses/updates"] > 0
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    for part in ("privileged_critic.", "policy.actor.", "encoder.", "task_head.net."):
+        assert any(k.startswith(part) for k in changed), part
+    assert not any(k.startswith("task_head.feature_norm.") for k in changed)
+
+
 def test_no_leak_perturbed_task_features_leave_the_students_actions_and_beliefs_unchanged(
     tmp_path: Path, teacher: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +200,10 @@ def test_resume_across_the_freeze_boundary_is_exact_and_does_not_read_the_teache
         (
             ("privileged.teacher=x", "privileged.task_inference_weight=1", *REVEALED[1:]),
             r"privileged\.teacher: .*encoder\.use_context true",
+        ),
+        (
+            ("privileged.teacher=x", "privileged.task_inference_weight=1", *REVEALED[:1]),
+            r"privileged\.teacher: .*leave env\.kwargs\.reveal_task false",
         ),
     ],
 )

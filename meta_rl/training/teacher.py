@@ -137,7 +137,7 @@ def _check_fits(teacher: AgentState, trainer: Trainer, file: Path) -> None:
             f"{teacher.action_dim}; allowed: observations of this run's width plus the task "
             f"features ({nets.obs_dim} + {trainer.task_dim} = {want}) and actions of "
             f"{nets.action_dim}: train the teacher on this env with env.kwargs.reveal_task=true "
-            "(and the other env.kwargs as here)"
+            "(and the other env.kwargs as here), this run with it false"
         )
     changed = {k: (a, b) for k, a, b in config_changes(to_dict(tcfg), to_dict(cfg))}
     env_keys = [k for k in changed if k.startswith("env.kwargs.") and k != "env.kwargs.reveal_task"]
