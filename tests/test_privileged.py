@@ -67,6 +67,20 @@ def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
 ON = ("privileged.critic=true", "privileged.task_inference_weight=1.0")
 
 
+def one_iteration(cfg: ExperimentConfig) -> tuple[dict[str, float], set[str]]:
+    """One training iteration of a fresh trainer: its metrics and the names of the networks'
+    entries it changed."""
+    trainer = Trainer(cfg, None)
+    try:
+        nets = trainer.networks
+        before = {k: v.clone() for k, v in nets.state_dict().items()}
+        metrics = trainer.iteration()
+        after = nets.state_dict()
+    finally:
+        trainer.close()
+    return metrics, {k for k in before if not torch.equal(before[k], after[k])}
+
+
 def test_defaults_are_off_and_leave_the_config_hash_and_networks_unchanged() -> None:
     cfg = load_experiment(None)
     assert not cfg.privileged.critic and cfg.privileged.task_inference_weight == 0.0
@@ -226,17 +240,8 @@ def test_training_with_both_switches_trains_the_privileged_parts_and_ships_witho
     tmp_path: Path,
 ) -> None:
     cfg = _cfg(tmp_path, *ON)
-    trainer = Trainer(cfg, None)
-    try:
-        nets = trainer.networks
-        assert nets.privileged_critic is not None and nets.task_head is not None
-        before = {k: v.clone() for k, v in nets.state_dict().items()}
-        metrics = trainer.iteration()
-        after = nets.state_dict()
-    finally:
-        trainer.close()
+    metrics, changed = one_iteration(cfg)
     assert "losses/task_inference" in metrics and np.isfinite(metrics["losses/task_inference"])
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any(k.startswith("privileged_critic.") for k in changed)
     assert any(k.startswith("task_head.") for k in changed)
     assert any(k.startswith("policy.actor.") for k in changed)
@@ -261,17 +266,8 @@ def test_asymmetric_critic_with_maml_is_refused_in_one_line() -> None:
 def test_asymmetric_critic_with_rl_gradients_trains_on_whole_trial_minibatches(
     tmp_path: Path,
 ) -> None:
-    trainer = Trainer(_cfg(tmp_path, *ON, "encoder.rl_gradients=true"), None)
-    try:
-        nets = trainer.networks
-        assert nets.privileged_critic is not None
-        before = {k: v.clone() for k, v in nets.state_dict().items()}
-        metrics = trainer.iteration()
-        after = nets.state_dict()
-    finally:
-        trainer.close()
+    metrics, changed = one_iteration(_cfg(tmp_path, *ON, "encoder.rl_gradients=true"))
     assert np.isfinite(metrics["losses/value_loss"]) and metrics["losses/updates"] > 0
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any(k.startswith("privileged_critic.") for k in changed)
     assert not any(k.startswith("policy.critic.") for k in changed)
 
