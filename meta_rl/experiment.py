@@ -276,7 +276,8 @@ class PrivilegedConfig(Config):
     task_inference_weight: float = param(
         0.0,
         "Weight of the task-inference loss, added to the ELBO: a head on the belief predicts "
-        "the true task features (standardised over the batch) at every step; 0 turns it off.",
+        "the true task features (standardised over the batch; a student's with its teacher's "
+        "normaliser) at every step; 0 turns it off.",
         ge=0.0,
     )
     task_inference_hidden: tuple[int, ...] = param(
