@@ -23,7 +23,6 @@ from torch import nn
 
 from envs.batched import make_batched
 from envs.oracles import PickPlaceOracle
-from envs.tasks import TaskDistribution
 
 # Tour waypoints relative to the object's start, metres (the goals lie 6-22 cm above it, at
 # least 8 cm from it horizontally): one leg per waypoint after the grasp.
@@ -53,7 +52,7 @@ def tours(place_scale: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray
     of ``n`` tours on train-split tasks."""
     env = make_batched("metarl/PickPlace-v0", n, reveal_task=True, place_scale=place_scale)
     try:
-        tasks = TaskDistribution("pick_place").sample(n, "train", np.random.default_rng(seed))
+        tasks = env.task_distribution.sample(n, "train", np.random.default_rng(seed))
         env.set_tasks(tasks)
         obs, _ = env.reset(seed=seed)
         s = env.obs_slices

@@ -136,7 +136,7 @@ def profile_training(
                 raise RuntimeError(
                     "profile: the run stopped on non-finite updates; profile a config that trains"
                 )
-            if timer.enabled:
+            if i >= warmup:
                 timer.enabled = False  # the physics-only trial's steps are not the training's
                 physics_s += physics_only_seconds(
                     venv,
