@@ -101,6 +101,16 @@ class EncoderConfig(Config):
     rl_gradients: bool = param(
         False, "Let the PPO loss back-propagate into the encoder (else only the ELBO trains it)."
     )
+    rl_bptt_steps: int | None = param(
+        None,
+        "With rl_gradients: how many steps back the PPO loss back-propagates through the "
+        "encoder (truncated BPTT). Each epoch re-encodes the trials once without gradients, "
+        "cuts them into stretches of this many steps that start from those hidden states, and "
+        "takes its minibatches of stretches. null: whole trials (exact, the slowest). Must "
+        "divide the trial length (episodes_per_trial x episode_steps); episode_steps cuts at "
+        "the episode ends (docs/performance.md has the speed and the learning curves).",
+        ge=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -401,6 +411,18 @@ class ExperimentConfig(Config):
                 "with task_model.updates_per_iteration 0; the loss is taken in the ELBO steps, "
                 "so set task_model.updates_per_iteration >= 1 or the weight to 0"
             )
+        bptt = self.encoder.rl_bptt_steps
+        if bptt is not None and (
+            not (self.encoder.rl_gradients and self.encoder.use_context) or self.maml.enabled
+        ):
+            raise ValueError(
+                f"encoder.rl_bptt_steps: got {bptt} with encoder.rl_gradients "
+                f"{self.encoder.rl_gradients}, encoder.use_context {self.encoder.use_context} and "
+                f"maml.enabled {self.maml.enabled}; it sets how far PPO's gradient runs back "
+                "through the encoder, so it needs encoder.rl_gradients and encoder.use_context "
+                "true and maml.enabled false (MAML's outer loss reads whole trials): set those or "
+                "leave it null"
+            )
         m = self.maml.rollouts_per_task
         if m > 1 and not self.maml.enabled:
             raise ValueError(
@@ -468,6 +490,9 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
         data.get("train", {}).pop(key, None)
     if data.get("env", {}).get("module", "absent") is None:
         data["env"].pop("module")  # runs from before env.module keep their hash
+    enc = data.get("encoder")
+    if isinstance(enc, dict) and enc.get("rl_bptt_steps", "absent") is None:
+        enc.pop("rl_bptt_steps")  # runs from before truncated BPTT keep their hash
     priv = data.get("privileged")
     if isinstance(priv, dict):
         defaults = to_dict(PrivilegedConfig())

@@ -263,10 +263,12 @@ def test_asymmetric_critic_with_maml_is_refused_in_one_line() -> None:
         )
 
 
-def test_asymmetric_critic_with_rl_gradients_trains_on_whole_trial_minibatches(
-    tmp_path: Path,
+@pytest.mark.parametrize("bptt", [[], ["encoder.rl_bptt_steps=5"]], ids=["whole", "truncated"])
+def test_asymmetric_critic_with_rl_gradients_trains_on_trial_minibatches(
+    tmp_path: Path, bptt: list[str]
 ) -> None:
-    metrics, changed = one_iteration(_cfg(tmp_path, *ON, "encoder.rl_gradients=true"))
+    """Minibatches of whole trials, or of stretches (truncated BPTT, test_bptt.py)."""
+    metrics, changed = one_iteration(_cfg(tmp_path, *ON, "encoder.rl_gradients=true", *bptt))
     assert np.isfinite(metrics["losses/value_loss"]) and metrics["losses/updates"] > 0
     assert any(k.startswith("privileged_critic.") for k in changed)
     assert not any(k.startswith("policy.critic.") for k in changed)

@@ -136,20 +136,35 @@ class ContextEncoder(nn.Module):
         Returns the beliefs ``(T, N, latent_dim)`` (index t: after reading transitions 0..t) and
         the final hidden state ``(N, hidden_size)``. Equal to calling :meth:`step` T times.
         """
+        states = self.hidden_states(obs, action, reward, next_obs, done, hidden, mask)
+        return self.belief(states), states[-1]
+
+    def hidden_states(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        done: torch.Tensor,
+        hidden: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The hidden states ``(T, N, hidden_size)`` after each transition of ``(T, N, ...)``
+        sequences that start from ``hidden`` (default: :meth:`initial_state`)."""
         t_len, n = reward.shape
         if hidden is None:
             hidden = self.initial_state(n, reward.device)
         x = self._embed(obs, action, reward, next_obs, done)
         if mask is None or bool(mask.all()):
-            out, h = self.gru(x, hidden.unsqueeze(0))
-            return self.belief(out), h.squeeze(0)
+            out, _ = self.gru(x, hidden.unsqueeze(0))
+            return out
         outs = []
         h_t = hidden
         for t in range(t_len):
             _, h = self.gru(x[t : t + 1], h_t.unsqueeze(0))
             h_t = torch.where(mask[t].unsqueeze(-1), h.squeeze(0), h_t)
             outs.append(h_t)
-        return self.belief(torch.stack(outs)), h_t
+        return torch.stack(outs)
 
     def beliefs_with_prior(self, beliefs: Belief) -> Belief:
         """Prepend the prior to ``(T, N, d)`` beliefs: index t is the belief before transition t."""

@@ -7,6 +7,8 @@ encoder's graph.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 import torch
 
@@ -69,6 +71,72 @@ def sub_beliefs(encoder: ContextEncoder, trials: TrialTensors, idx: torch.Tensor
     return Belief(before.mean[:-1], before.logvar[:-1]).features()
 
 
+def to_stretches(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Cut time-major ``(T, N, ...)`` into stretches of ``steps`` steps: ``(steps, S * N, ...)``
+    with ``S = T // steps``, column ``s * N + n`` being stretch ``s`` of trial ``n``."""
+    t_len, n = x.shape[:2]
+    s = t_len // steps
+    if s * steps != t_len:
+        raise ValueError(f"to_stretches: {t_len} steps do not cut into stretches of {steps}")
+    rest = x.shape[2:]
+    return x.reshape(s, steps, n, *rest).transpose(0, 1).reshape(steps, s * n, *rest)
+
+
+@dataclass(frozen=True)
+class Stretches:
+    """Trials cut into stretches for truncated back-propagation (``encoder.rl_bptt_steps``).
+
+    ``trials``: the transitions, ``(steps, S * N, ...)`` (:func:`to_stretches`); ``start``: the
+    encoder's hidden state before each stretch ``(S * N, hidden)``, from a pass over the whole
+    trials without gradients (the trial's initial state for the first stretches); ``first``:
+    whether each stretch starts its trial (its belief before the first step is the prior).
+    """
+
+    trials: TrialTensors
+    start: torch.Tensor
+    first: torch.Tensor
+
+    @classmethod
+    def of(cls, encoder: ContextEncoder, trials: TrialTensors, steps: int) -> Stretches:
+        t_len, n = trials.reward.shape
+        with torch.no_grad():
+            states = encoder.hidden_states(
+                trials.obs,
+                trials.action,
+                trials.reward,
+                trials.next_obs,
+                trials.done,
+                mask=trials.mask,
+            )
+        start = torch.cat(
+            [
+                encoder.initial_state(n, states.device).unsqueeze(0),
+                states[steps - 1 : t_len - 1 : steps],
+            ]
+        )
+        cut = {f.name: to_stretches(getattr(trials, f.name), steps) for f in fields(trials)}
+        first = torch.arange(start.shape[0] * n, device=states.device) < n
+        return cls(TrialTensors(**cut), start.flatten(0, 1), first)
+
+    def beliefs(self, encoder: ContextEncoder, idx: torch.Tensor) -> torch.Tensor:
+        """Belief features ``(steps, m, F)`` before each step of stretches ``idx``, with the
+        encoder's graph back to each stretch's start (whose hidden state is a constant)."""
+        sub = self.trials.select(idx)
+        h0 = self.start[idx]
+        beliefs, _ = encoder(
+            sub.obs, sub.action, sub.reward, sub.next_obs, sub.done, hidden=h0, mask=sub.mask
+        )
+        at_start, prior = encoder.belief(h0), encoder.prior(len(idx), h0.device)
+        first = self.first[idx].unsqueeze(-1)
+        mean = torch.where(first, prior.mean, at_start.mean)
+        logvar = torch.where(first, prior.logvar, at_start.logvar)
+        before = Belief(
+            torch.cat([mean.unsqueeze(0), beliefs.mean[:-1]]),
+            torch.cat([logvar.unsqueeze(0), beliefs.logvar[:-1]]),
+        )
+        return before.features()
+
+
 def ppo_update(
     cfg: ExperimentConfig,
     networks: AgentNetworks,
@@ -104,6 +172,11 @@ def ppo_update(
         task = batch.task_features.expand(t_len, *batch.task_features.shape)
     stats: dict[str, list[float]] = {}
     reduce = advantage_reduce(guard)
+    bptt = cfg.encoder.rl_bptt_steps
+    if trials is not None and bptt is not None and bptt < t_len:
+        return _ppo_update_stretches(
+            cfg, networks, batch, adv, ret, task, trials, bptt, guard, generator, reduce
+        )
     for _ in range(cfg.ppo.epochs):
         if trials is not None:
             # The encoder learns from PPO too: minibatches of whole trials.
@@ -134,17 +207,73 @@ def ppo_update(
                     returns=ret.flatten(0, 1)[idx],
                     mask=batch.mask.flatten(0, 1)[idx],
                 )
-            if critic is None:
-                terms = ppo_loss(networks.policy, None, mb, cfg.ppo, reduce=reduce)
-            else:
-                assert task is not None
+            mb_task = None
+            if task is not None:
                 mb_task = (
                     task[:, idx].flatten(0, 1) if trials is not None else task.flatten(0, 1)[idx]
                 )
-                out = networks.policy(mb.obs, mb.belief)
-                value = critic(networks.normalize(mb.obs), mb.belief, mb_task)
-                terms = ppo_loss_from_output(out._replace(value=value), mb, cfg.ppo, reduce=reduce)
-            if not ppo_step(guard, terms, stats):
+            if not ppo_step(guard, _terms(cfg, networks, mb, mb_task, reduce), stats):
+                break
+        if guard.stopped:
+            break
+    return summarize_losses(stats)
+
+
+def _terms(
+    cfg: ExperimentConfig,
+    networks: AgentNetworks,
+    mb: PPOBatch,
+    task: torch.Tensor | None,
+    reduce: SumFn | None,
+) -> PPOTerms:
+    """The PPO loss of a minibatch; with the asymmetric critic (``task``: the minibatch's true
+    task features) its value replaces the policy's own critic's."""
+    critic = networks.privileged_critic
+    if critic is None:
+        return ppo_loss(networks.policy, None, mb, cfg.ppo, reduce=reduce)
+    assert task is not None
+    out = networks.policy(mb.obs, mb.belief)
+    value = critic(networks.normalize(mb.obs), mb.belief, task)
+    return ppo_loss_from_output(out._replace(value=value), mb, cfg.ppo, reduce=reduce)
+
+
+def _ppo_update_stretches(
+    cfg: ExperimentConfig,
+    networks: AgentNetworks,
+    batch: TrialBatch,
+    adv: torch.Tensor,
+    ret: torch.Tensor,
+    task: torch.Tensor | None,
+    trials: TrialTensors,
+    steps: int,
+    guard: GuardedOptimizer,
+    generator: torch.Generator,
+    reduce: SumFn | None,
+) -> dict[str, float]:
+    """:func:`ppo_update` with truncated back-propagation through the encoder: minibatches of
+    stretches of ``steps`` steps (:class:`Stretches`, re-encoded at the start of each epoch)."""
+    cut = {
+        "obs": to_stretches(batch.obs, steps),
+        "actions": to_stretches(batch.raw_actions, steps),
+        "old_log_probs": to_stretches(batch.log_probs, steps),
+        "advantages": to_stretches(adv, steps),
+        "returns": to_stretches(ret, steps),
+        "mask": to_stretches(batch.mask, steps),
+    }
+    task_cut = None if task is None else to_stretches(task, steps)
+    stats: dict[str, list[float]] = {}
+    for _ in range(cfg.ppo.epochs):
+        stretches = Stretches.of(networks.encoder, trials, steps)
+        count = stretches.start.shape[0]
+        perm = torch.randperm(count, generator=generator).to(batch.rewards.device)
+        for idx in perm.chunk(min(cfg.ppo.minibatches, count)):
+            feats = networks.conditioning(stretches.beliefs(networks.encoder, idx))
+            mb = PPOBatch(
+                belief=feats.flatten(0, 1),
+                **{k: v[:, idx].flatten(0, 1) for k, v in cut.items()},
+            )
+            mb_task = None if task_cut is None else task_cut[:, idx].flatten(0, 1)
+            if not ppo_step(guard, _terms(cfg, networks, mb, mb_task, reduce), stats):
                 break
         if guard.stopped:
             break

@@ -128,6 +128,14 @@ class Trainer:
         # bare registered id. cfg.env.id itself is what the checkpoints record.
         env_id = register_family(env.id, env.module)
         self.episode_steps = resolve_episode_steps(env_id, env.episode_steps, "env.episode_steps")
+        bptt = cfg.encoder.rl_bptt_steps
+        trial_steps = env.episodes_per_trial * self.episode_steps
+        if bptt is not None and trial_steps % bptt:
+            raise ValueError(
+                f"encoder.rl_bptt_steps: got {bptt}; allowed: null or a divisor of the trial "
+                f"length {trial_steps} (env.episodes_per_trial {env.episodes_per_trial} x "
+                f"{self.episode_steps} steps per episode), e.g. {self.episode_steps}"
+            )
         # Evaluation makes the family with split="test": a family it cannot make fails here,
         # before the run starts, not after it.
         make_env(env_id, **{**env.kwargs, "split": "test"}).close()
