@@ -40,6 +40,21 @@ class TrialTensors:
     done: torch.Tensor
     mask: torch.Tensor
 
+    def encode(
+        self, encoder: ContextEncoder, hidden: torch.Tensor | None = None
+    ) -> tuple[Belief, torch.Tensor]:
+        """The encoder's beliefs after each step and its last hidden state
+        (:meth:`ContextEncoder.forward` on these transitions, from ``hidden``)."""
+        return encoder(
+            self.obs, self.action, self.reward, self.next_obs, self.done, hidden, self.mask
+        )
+
+    def hidden_states(self, encoder: ContextEncoder) -> torch.Tensor:
+        """The encoder's hidden states ``(T, N, hidden)`` after each step of the trials."""
+        return encoder.hidden_states(
+            self.obs, self.action, self.reward, self.next_obs, self.done, mask=self.mask
+        )
+
     def select(self, envs: torch.Tensor) -> TrialTensors:
         """The trials of the given sub-environment indices."""
         return TrialTensors(
@@ -111,17 +126,19 @@ def elbo_loss(
     trials: TrialTensors,
     cfg: TaskModelConfig,
     generator: torch.Generator,
+    beliefs: Belief | None = None,
 ) -> ElboTerms:
     """The negative ELBO of a batch of trials (see the module docstring).
 
     ``generator`` (a CPU generator) draws the belief times, the decoded transitions and the
-    reparameterised z, so the estimate is reproducible.
+    reparameterised z, so the estimate is reproducible. ``beliefs``: the encoder's beliefs
+    after each step of ``trials`` (:meth:`ContextEncoder.forward`), when the caller has them
+    with their graph already (another loss reads them too); None encodes the trials here.
     """
     t_len, n = trials.reward.shape
     device = trials.reward.device
-    beliefs, _ = encoder(
-        trials.obs, trials.action, trials.reward, trials.next_obs, trials.done, mask=trials.mask
-    )
+    if beliefs is None:
+        beliefs, _ = trials.encode(encoder)
     all_beliefs = encoder.beliefs_with_prior(beliefs)  # (T+1, N, d)
 
     n_b = min(cfg.belief_samples, t_len + 1)
@@ -169,9 +186,7 @@ def final_belief_error(
 
     Also the reward error with z = 0 (the prior mean), a reference for how much z helps.
     """
-    beliefs, _ = encoder(
-        trials.obs, trials.action, trials.reward, trials.next_obs, trials.done, mask=trials.mask
-    )
+    beliefs, _ = trials.encode(encoder)
     t_len = trials.reward.shape[0]
     w = trials.mask.to(trials.reward.dtype)
     denom = w.sum().clamp_min(1.0)

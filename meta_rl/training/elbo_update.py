@@ -35,12 +35,15 @@ def elbo_update(
     """
     stats: dict[str, list[float]] = {}
     head = networks.task_head
+    encoder = networks.encoder
     for _ in range(cfg.updates_per_iteration):
-        terms = elbo_loss(networks.encoder, networks.decoder, trials, cfg, generator)
+        # One pass of the encoder per step, whose beliefs both losses read.
+        beliefs, _ = trials.encode(encoder)
+        terms = elbo_loss(encoder, networks.decoder, trials, cfg, generator, beliefs)
         total = terms.total
         inference: torch.Tensor | None = None
         if head is not None and task_features is not None:
-            inference = task_inference_loss(networks.encoder, head, trials, task_features)
+            inference = task_inference_loss(encoder, head, trials, task_features, beliefs)
             total = total + task_inference_weight * inference
         guard.step(total)
         if guard.stopped:

@@ -66,7 +66,7 @@ def advantage_reduce(guard: GuardedOptimizer) -> SumFn | None:
 def sub_beliefs(encoder: ContextEncoder, trials: TrialTensors, idx: torch.Tensor) -> torch.Tensor:
     """Belief features ``(T, n, F)`` of trials ``idx`` recomputed with the encoder's graph."""
     sub = trials.select(idx)
-    beliefs, _ = encoder(sub.obs, sub.action, sub.reward, sub.next_obs, sub.done, mask=sub.mask)
+    beliefs, _ = sub.encode(encoder)
     before = encoder.beliefs_with_prior(beliefs)
     return Belief(before.mean[:-1], before.logvar[:-1]).features()
 
@@ -100,14 +100,7 @@ class Stretches:
     def of(cls, encoder: ContextEncoder, trials: TrialTensors, steps: int) -> Stretches:
         t_len, n = trials.reward.shape
         with torch.no_grad():
-            states = encoder.hidden_states(
-                trials.obs,
-                trials.action,
-                trials.reward,
-                trials.next_obs,
-                trials.done,
-                mask=trials.mask,
-            )
+            states = trials.hidden_states(encoder)
         start = torch.cat(
             [
                 encoder.initial_state(n, states.device).unsqueeze(0),
@@ -123,9 +116,7 @@ class Stretches:
         encoder's graph back to each stretch's start (whose hidden state is a constant)."""
         sub = self.trials.select(idx)
         h0 = self.start[idx]
-        beliefs, _ = encoder(
-            sub.obs, sub.action, sub.reward, sub.next_obs, sub.done, hidden=h0, mask=sub.mask
-        )
+        beliefs, _ = sub.encode(encoder, h0)
         at_start, prior = encoder.belief(h0), encoder.prior(len(idx), h0.device)
         first = self.first[idx].unsqueeze(-1)
         mean = torch.where(first, prior.mean, at_start.mean)

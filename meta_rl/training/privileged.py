@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from meta_rl.agent.encoder import ContextEncoder
+from meta_rl.agent.encoder import Belief, ContextEncoder
 from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead, standardize_features
 from meta_rl.agent.task_model import TrialTensors
 
@@ -65,24 +65,29 @@ def task_inference_loss(
     head: TaskInferenceHead,
     trials: TrialTensors,
     features: torch.Tensor,
+    beliefs: Belief | None = None,
 ) -> torch.Tensor:
     """Mean squared error of ``head`` on the belief after each valid transition against the
     standardised task features ``(N, F)`` of the trials' tasks (mean over features and steps;
     standardised as :meth:`TaskInferenceHead.targets` says: over the batch, or with a student's
-    fixed statistics)."""
-    err = _errors_after(encoder, head, trials, head.targets(features))
+    fixed statistics). ``beliefs``: the encoder's beliefs after each step of ``trials`` when
+    the caller has them already (the ELBO step shares its pass); None encodes the trials."""
+    err = _errors_after(encoder, head, trials, head.targets(features), beliefs)
     w = trials.mask.to(err.dtype)
     return (err * w).sum() / w.sum().clamp_min(1.0)
 
 
 def _errors_after(
-    encoder: ContextEncoder, head: TaskInferenceHead, trials: TrialTensors, target: torch.Tensor
+    encoder: ContextEncoder,
+    head: TaskInferenceHead,
+    trials: TrialTensors,
+    target: torch.Tensor,
+    beliefs: Belief | None = None,
 ) -> torch.Tensor:
     """``(T, N)``: the error (mean over features) of ``head`` on the belief after each step of
     the trials against ``target`` ``(N, F)``, the standardised task features."""
-    beliefs, _ = encoder(
-        trials.obs, trials.action, trials.reward, trials.next_obs, trials.done, mask=trials.mask
-    )
+    if beliefs is None:
+        beliefs, _ = trials.encode(encoder)
     return ((head(beliefs.features()) - target.unsqueeze(0)) ** 2).mean(-1)
 
 
