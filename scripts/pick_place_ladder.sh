@@ -37,10 +37,11 @@ rung_overrides() {
     privileged_no_rl_grad) echo "encoder.rl_gradients=false" ;;
     # Every privileged piece off: the meta-agent as first shipped.
     hidden) echo "privileged.critic=false privileged.task_inference_weight=0.0" ;;
-    # The upper bound: goal and object revealed in the observation, no context.
+    # The upper bound: goal and object revealed in the observation, no context (and so no
+    # ELBO: with the context off the task model would train an encoder nothing reads).
     revealed)
       echo "env.kwargs.reveal_task=true encoder.use_context=false privileged.critic=false" \
-        "privileged.task_inference_weight=0.0"
+        "privileged.task_inference_weight=0.0 task_model.updates_per_iteration=0"
       ;;
     critic_only) echo "privileged.task_inference_weight=0.0" ;;
     inference_only) echo "privileged.critic=false" ;;
