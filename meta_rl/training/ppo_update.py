@@ -2,7 +2,7 @@
 
 Epochs over minibatches of single steps; when the encoder learns from PPO too
 (``encoder.rl_gradients``) minibatches of whole trials, whose beliefs are recomputed with the
-encoder's graph.
+encoder's graph, or of stretches of trials (``encoder.rl_bptt_steps``, truncated BPTT).
 """
 
 from __future__ import annotations
@@ -143,8 +143,9 @@ def ppo_update(
 
     ``adv``/``ret`` are ``(T, N)``; ``trials`` (the batch's
     :meth:`~meta_rl.training.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
-    encoder's graph per minibatch of whole trials; None uses the recorded beliefs and
-    minibatches of single steps. ``generator`` draws the permutations.
+    encoder's graph per minibatch of whole trials (of stretches of ``encoder.rl_bptt_steps``
+    steps when that is shorter than a trial: :class:`Stretches`); None uses the recorded beliefs
+    and minibatches of single steps. ``generator`` draws the permutations.
 
     With ``networks.privileged_critic`` (``privileged.critic``) the value loss is that of the
     asymmetric critic on the batch's ``task_features`` (the policy's own critic is unused).
