@@ -11,7 +11,8 @@ from test_encoder import _encoder, _transitions
 from test_trainer import _cfg, _params, _same_params
 
 from meta_rl.agent.task_model import TrialTensors
-from meta_rl.experiment import load_experiment
+from meta_rl.config import to_dict
+from meta_rl.experiment import config_hash, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.ppo_update import Stretches, sub_beliefs, to_stretches
@@ -127,3 +128,11 @@ def test_truncated_run_trains_and_resumes_exactly(tmp_path: Path) -> None:
     enc_whole = {k: v for k, v in _params(whole / ckpt).items() if k.startswith("encoder.")}
     assert any(not torch.equal(v, enc_whole[k]) for k, v in enc_full.items())
     assert load_checkpoint(full / ckpt)["config"]["encoder"]["rl_bptt_steps"] == 8
+
+
+def test_the_key_at_its_default_leaves_the_config_hash_of_older_runs() -> None:
+    plain = load_experiment(None, ["encoder.rl_gradients=true"])
+    cut = load_experiment(None, ["encoder.rl_gradients=true", "encoder.rl_bptt_steps=4"])
+    assert "rl_bptt_steps" not in hashed_config(to_dict(plain))["encoder"]
+    assert hashed_config(to_dict(cut))["encoder"]["rl_bptt_steps"] == 4
+    assert config_hash(plain) != config_hash(cut)
