@@ -7,7 +7,7 @@ encoder's graph, or of stretches of trials (``encoder.rl_bptt_steps``, truncated
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -84,32 +84,35 @@ def to_stretches(x: torch.Tensor, steps: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Stretches:
-    """Trials cut into stretches for truncated back-propagation (``encoder.rl_bptt_steps``).
+    """Trials cut into stretches for truncated back-propagation (``encoder.rl_bptt_steps``);
+    whole trials are the case of one stretch per trial.
 
-    ``trials``: the transitions, ``(steps, S * N, ...)`` (:func:`to_stretches`); ``start``: the
-    encoder's hidden state before each stretch ``(S * N, hidden)``, from a pass over the whole
-    trials without gradients (the trial's initial state for the first stretches); ``first``:
-    whether each stretch starts its trial (its belief before the first step is the prior).
+    ``source``: the whole trials ``(T, N, ...)``; ``trials``: the same transitions cut,
+    ``(steps, S * N, ...)`` (:func:`to_stretches`); ``start``: the encoder's hidden state
+    before each stretch ``(S * N, hidden)``, from a pass over the whole trials without
+    gradients (the trial's initial state for the first stretches, so no pass for whole
+    trials); ``first``: whether each stretch starts its trial (its belief before the first
+    step is the prior).
     """
 
+    source: TrialTensors
     trials: TrialTensors
     start: torch.Tensor
     first: torch.Tensor
 
     @classmethod
     def of(cls, encoder: ContextEncoder, trials: TrialTensors, steps: int) -> Stretches:
-        t_len, n = trials.reward.shape
-        with torch.no_grad():
-            states = trials.hidden_states(encoder)
-        start = torch.cat(
-            [
-                encoder.initial_state(n, states.device).unsqueeze(0),
-                states[steps - 1 : t_len - 1 : steps],
-            ]
+        n = trials.reward.shape[1]
+        cut = TrialTensors(
+            **{f.name: to_stretches(getattr(trials, f.name), steps) for f in fields(trials)}
         )
-        cut = {f.name: to_stretches(getattr(trials, f.name), steps) for f in fields(trials)}
-        first = torch.arange(start.shape[0] * n, device=states.device) < n
-        return cls(TrialTensors(**cut), start.flatten(0, 1), first)
+        first = torch.arange(cut.reward.shape[1], device=cut.reward.device) < n
+        return cls(trials, cut, _stretch_starts(encoder, trials, steps), first)
+
+    def restarted(self, encoder: ContextEncoder) -> Stretches:
+        """The same stretches starting from the hidden states the encoder reaches now."""
+        steps = self.trials.reward.shape[0]
+        return replace(self, start=_stretch_starts(encoder, self.source, steps))
 
     def beliefs(self, encoder: ContextEncoder, idx: torch.Tensor) -> torch.Tensor:
         """Belief features ``(steps, m, F)`` before each step of stretches ``idx``, with the
@@ -126,6 +129,18 @@ class Stretches:
             torch.cat([logvar.unsqueeze(0), beliefs.logvar[:-1]]),
         )
         return before.features()
+
+
+def _stretch_starts(encoder: ContextEncoder, trials: TrialTensors, steps: int) -> torch.Tensor:
+    """The hidden state before each stretch of ``steps`` steps of ``trials``, ``(S * N, hidden)``
+    in :func:`to_stretches`' column order."""
+    t_len, n = trials.reward.shape
+    starts = [encoder.initial_state(n, trials.reward.device).unsqueeze(0)]
+    if steps < t_len:
+        with torch.no_grad():
+            states = trials.hidden_states(encoder)
+        starts.append(states[steps - 1 : t_len - 1 : steps])
+    return torch.cat(starts).flatten(0, 1)
 
 
 def ppo_update(
@@ -162,48 +177,27 @@ def ppo_update(
         if batch.task_features is None:
             raise ValueError("ppo_update: privileged.critic needs the batch's task_features")
         task = batch.task_features.expand(t_len, *batch.task_features.shape)
-    stats: dict[str, list[float]] = {}
     reduce = advantage_reduce(guard)
-    bptt = cfg.encoder.rl_bptt_steps
-    if trials is not None and bptt is not None and bptt < t_len:
-        return _ppo_update_stretches(
-            cfg, networks, batch, adv, ret, task, trials, bptt, guard, generator, reduce
+    if trials is not None:
+        # The encoder learns from PPO too: minibatches of whole trials, or of stretches.
+        steps = cfg.encoder.rl_bptt_steps or t_len
+        return _ppo_update_on_trials(
+            cfg, networks, batch, adv, ret, task, trials, steps, guard, generator, reduce
         )
+    stats: dict[str, list[float]] = {}
     for _ in range(cfg.ppo.epochs):
-        if trials is not None:
-            # The encoder learns from PPO too: minibatches of whole trials.
-            perm = torch.randperm(n, generator=generator).to(device)
-            chunks = perm.chunk(min(cfg.ppo.minibatches, n))
-        else:
-            perm = torch.randperm(t_len * n, generator=generator).to(device)
-            chunks = perm.chunk(cfg.ppo.minibatches)
-        for idx in chunks:
-            if trials is not None:
-                feats = networks.conditioning(sub_beliefs(networks.encoder, trials, idx))
-                mb = PPOBatch(
-                    obs=batch.obs[:, idx].flatten(0, 1),
-                    belief=feats.flatten(0, 1),
-                    actions=batch.raw_actions[:, idx].flatten(0, 1),
-                    old_log_probs=batch.log_probs[:, idx].flatten(0, 1),
-                    advantages=adv[:, idx].flatten(0, 1),
-                    returns=ret[:, idx].flatten(0, 1),
-                    mask=batch.mask[:, idx].flatten(0, 1),
-                )
-            else:
-                mb = PPOBatch(
-                    obs=batch.obs.flatten(0, 1)[idx],
-                    belief=batch.beliefs.flatten(0, 1)[idx],
-                    actions=batch.raw_actions.flatten(0, 1)[idx],
-                    old_log_probs=batch.log_probs.flatten(0, 1)[idx],
-                    advantages=adv.flatten(0, 1)[idx],
-                    returns=ret.flatten(0, 1)[idx],
-                    mask=batch.mask.flatten(0, 1)[idx],
-                )
-            mb_task = None
-            if task is not None:
-                mb_task = (
-                    task[:, idx].flatten(0, 1) if trials is not None else task.flatten(0, 1)[idx]
-                )
+        perm = torch.randperm(t_len * n, generator=generator).to(device)
+        for idx in perm.chunk(cfg.ppo.minibatches):
+            mb = PPOBatch(
+                obs=batch.obs.flatten(0, 1)[idx],
+                belief=batch.beliefs.flatten(0, 1)[idx],
+                actions=batch.raw_actions.flatten(0, 1)[idx],
+                old_log_probs=batch.log_probs.flatten(0, 1)[idx],
+                advantages=adv.flatten(0, 1)[idx],
+                returns=ret.flatten(0, 1)[idx],
+                mask=batch.mask.flatten(0, 1)[idx],
+            )
+            mb_task = None if task is None else task.flatten(0, 1)[idx]
             if not ppo_step(guard, _terms(cfg, networks, mb, mb_task, reduce), stats):
                 break
         if guard.stopped:
@@ -229,7 +223,7 @@ def _terms(
     return ppo_loss_from_output(out._replace(value=value), mb, cfg.ppo, reduce=reduce)
 
 
-def _ppo_update_stretches(
+def _ppo_update_on_trials(
     cfg: ExperimentConfig,
     networks: AgentNetworks,
     batch: TrialBatch,
@@ -242,8 +236,9 @@ def _ppo_update_stretches(
     generator: torch.Generator,
     reduce: SumFn | None,
 ) -> dict[str, float]:
-    """:func:`ppo_update` with truncated back-propagation through the encoder: minibatches of
-    stretches of ``steps`` steps (:class:`Stretches`, re-encoded at the start of each epoch)."""
+    """:func:`ppo_update` with the encoder's graph: minibatches of stretches of ``steps`` steps
+    (:class:`Stretches`; whole trials when ``steps`` is the trial length), whose start states
+    are re-encoded at the start of each epoch."""
     cut = {
         "obs": to_stretches(batch.obs, steps),
         "actions": to_stretches(batch.raw_actions, steps),
@@ -254,8 +249,10 @@ def _ppo_update_stretches(
     }
     task_cut = None if task is None else to_stretches(task, steps)
     stats: dict[str, list[float]] = {}
-    for _ in range(cfg.ppo.epochs):
-        stretches = Stretches.of(networks.encoder, trials, steps)
+    stretches = Stretches.of(networks.encoder, trials, steps)
+    for epoch in range(cfg.ppo.epochs):
+        if epoch:
+            stretches = stretches.restarted(networks.encoder)
         count = stretches.start.shape[0]
         perm = torch.randperm(count, generator=generator).to(batch.rewards.device)
         for idx in perm.chunk(min(cfg.ppo.minibatches, count)):
