@@ -7,12 +7,23 @@
 #   requirements/cpu.lock       everything else on the CPU stack, hashed (torch's CPU deps included)
 #   requirements/cuda.lock      the CUDA stack: the same versions, torch from PyPI with its CUDA deps
 #
-# Usage: bash scripts/lock.sh [--torch VERSION]    (default: the version in torch-cpu.txt)
+# Usage: bash scripts/lock.sh [--torch VERSION] [--upgrade]
+#   --torch VERSION  the torch version (default: the one in torch-cpu.txt)
+#   --upgrade        move every package to today's newest release within the ranges; without it
+#                    the versions already in the locks are kept wherever the ranges allow, so
+#                    adding a dependency adds it (and what it needs) and changes nothing else
 # Then run `bash scripts/test.sh`: tests/test_lock.py checks that the locks match pyproject.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 torch_version="$(sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements/torch-cpu.txt 2>/dev/null || true)"
-if [ "${1:-}" = "--torch" ]; then torch_version="$2"; fi
+upgrade=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --torch) torch_version="$2"; shift 2 ;;
+    --upgrade) upgrade=1; shift ;;
+    *) echo "lock.sh: unknown argument '$1'; allowed: --torch VERSION, --upgrade" >&2; exit 2 ;;
+  esac
+done
 : "${torch_version:?give --torch VERSION (no requirements/torch-cpu.txt yet)}"
 
 tools="build/lock"  # ignored; stable paths keep the locks' "via -c" notes reproducible
@@ -27,6 +38,12 @@ if [ "${#links[@]}" -eq 0 ]; then links=(--extra-index-url https://download.pyto
   --index-strategy unsafe-best-match); fi
 
 deps_hash="$(python3 scripts/lock_hash.py)"
+# uv prefers the versions of an existing output file: seed each output with its current lock.
+if [ "$upgrade" = 0 ]; then
+  for lock in cpu cuda mujoco33; do
+    if [ -f "requirements/$lock.lock" ]; then cp "requirements/$lock.lock" "$tools/$lock.lock"; fi
+  done
+fi
 common=(pyproject.toml --extra dev --universal --python-version 3.11 --fork-strategy fewest
   --generate-hashes --no-header --quiet)
 header() {

@@ -15,12 +15,27 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (scripts/test.sh runs ``-n auto``) each worker gets its share of the
+    cores for torch, so that N workers do not each start a thread per core and oversubscribe."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
     for item in items:
         if "learning_seed" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.learning)
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under `--dist loadgroup` each test is a unit that idle workers pull in this order:
+        # the minutes-long tests first, so that they start on different workers at once.
+        items.sort(key=lambda item: "slow" not in item.keywords)
 
     if torch.cuda.is_available():
         return
