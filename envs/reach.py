@@ -35,7 +35,7 @@ class ReachEnv(ArmEnv):
     follows the mocap body through a weld constraint (no inverse kinematics in Python).
 
     ## Observation Space
-    ``Box(-inf, inf, (29,), float32)`` (42 with ``reveal_task``); named slices in
+    ``Box(-inf, inf, (29,), float32)`` (38 with ``reveal_task``); named slices in
     ``env.unwrapped.obs_slices``:
 
     | name | dim | meaning |
@@ -51,7 +51,7 @@ class ReachEnv(ArmEnv):
     | object_angvel | 3 | object angular velocity (rad/s) |
     | prev_action | 4 | the previous (clipped) action, zeros after reset |
     | goal_pos | 3 | only with reveal_task: the goal |
-    | shape_onehot | 7 | only with reveal_task: object shape (order of ``envs.tasks.SHAPES``) |
+    | shape_geometry | 3 | only with reveal_task: ``envs.tasks.SHAPE_GEOMETRY`` of the shape |
     | size | 1 | only with reveal_task: object half-width (m) |
     | mass | 1 | only with reveal_task: object mass (kg) |
     | friction | 1 | only with reveal_task: object friction coefficient |

@@ -419,7 +419,7 @@ _OBS_PARTS: tuple[tuple[str, int], ...] = (
 )
 _TASK_PARTS: tuple[tuple[str, int], ...] = (
     ("goal_pos", 3),
-    ("shape_onehot", len(SHAPES)),
+    ("shape_geometry", 3),
     ("size", 1),
     ("mass", 1),
     ("friction", 1),

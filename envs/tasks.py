@@ -19,6 +19,7 @@ __all__ = [
     "GOAL_BOUNDS",
     "OBJECT_XY_BOUNDS",
     "SHAPES",
+    "SHAPE_GEOMETRY",
     "SPLITS",
     "VARIANTS",
     "SplitSpec",
@@ -35,7 +36,27 @@ SHAPES: tuple[str, ...] = (
     "l_block",
     "t_block",
 )
-"""Object shape classes; ``Task.shape`` is one of them (the one-hot order in observations)."""
+"""Object shape classes; ``Task.shape`` is one of them."""
+
+SHAPE_GEOMETRY: dict[str, tuple[float, float, float]] = {
+    "box": (1.0, 0.0, 1.0),
+    "cylinder": (1.0, 2.0 / 3.0, math.pi / 4.0),
+    "sphere": (1.0, 1.0, math.pi / 6.0),
+    "capsule": (2.2, 1.0, (2.4 * math.pi + 4.0 / 3.0 * math.pi) / 17.6),
+    "ellipsoid": (1.4, 1.0, math.pi / 6.0),
+    "l_block": (1.25, 0.0, 0.7),
+    "t_block": (1.5, 0.0, 2.0 / 3.0),
+}
+"""Each shape as three numbers (the shape part of :meth:`Task.features`, the revealed and
+privileged task information): elongation (the body's largest bounding-box half-extent over
+``size``), roundness (the curved share of its surface) and fill (its volume over its bounding
+box's), computed from the geoms of ``envs/scene.py`` (``tests/test_tasks.py`` checks them).
+
+Not a one-hot: the test split's shapes (ellipsoid, t-block) never occur in training, so a
+one-hot gives them an input that was constant zero during training (a running normaliser then
+sends it to its clip, 10 standard deviations); here each test shape lies inside the training
+shapes' range in every number (ellipsoid: elongated like the box-to-capsule range, round and
+filled like the sphere; t-block: like the l-block)."""
 
 VARIANTS: tuple[str, ...] = ("reach", "push", "pick_place")
 
@@ -118,12 +139,11 @@ class Task:
         return (2.0 * x - gx, 2.0 * y - gy, gz)
 
     def features(self) -> np.ndarray:
-        """Goal, shape one-hot, size, mass, friction as float32 (the revealed-task observation)."""
-        onehot = np.zeros(len(SHAPES))
-        onehot[self.shape_index] = 1.0
-        return np.concatenate([self.goal, onehot, [self.size, self.mass, self.friction]]).astype(
-            np.float32
-        )
+        """Goal (3), shape geometry (3, :data:`SHAPE_GEOMETRY`), size, mass, friction as 9
+        float32 (the revealed-task observation and the privileged task features)."""
+        return np.concatenate(
+            [self.goal, SHAPE_GEOMETRY[self.shape], [self.size, self.mass, self.friction]]
+        ).astype(np.float32)
 
 
 def _check_range(name: str, value: object, bounds: tuple[float, float], unit: str) -> None:

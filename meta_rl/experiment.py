@@ -271,7 +271,7 @@ class MAMLConfig(Config):
 class PrivilegedConfig(Config):
     """Privileged task information used at training time only (docs/privileged.md).
 
-    The true task features (``Task.features()``: goal, shape one-hot, size, mass, friction) of
+    The true task features (``Task.features()``: goal, shape geometry, size, mass, friction) of
     the tasks the trainer pins reach only the training losses: never the actor's observation,
     the encoder's input, the rollouts' actions or evaluation. Every switch is off by default.
     ``teacher`` starts a student from a revealed-task policy (RMA's adaptation stage, then RL

@@ -18,7 +18,7 @@ import envs
 from envs.base import ArmEnv
 from envs.batched import BatchedArmEnv
 from envs.pick_place import PickPlaceEnv
-from envs.tasks import SHAPES, Task
+from envs.tasks import SHAPE_GEOMETRY, SHAPES, Task
 
 torch.set_num_threads(1)
 IDS = list(envs.ENV_IDS)
@@ -94,7 +94,7 @@ def test_obs_slices_name_every_column() -> None:
         env = unwrapped(make(reveal_task=reveal))
         slices = env.obs_slices
         cols = np.concatenate([np.arange(s.start, s.stop) for s in slices.values()])
-        dim = 42 if reveal else 29
+        dim = 38 if reveal else 29
         assert env.observation_space.shape == (dim,)
         np.testing.assert_array_equal(np.sort(cols), np.arange(dim))
         assert ("goal_pos" in slices) == reveal
@@ -108,7 +108,7 @@ def test_obs_slices_name_every_column() -> None:
     np.testing.assert_allclose(obs[s["object_pos"]], d.body("object").xpos, atol=1e-5)
     np.testing.assert_allclose(obs[s["gripper_opening"]], [0.09], atol=1e-5)
     np.testing.assert_allclose(obs[s["goal_pos"]], (0.0, 0.08, 0.15), atol=1e-6)
-    assert obs[s["shape_onehot"]][SHAPES.index("capsule")] == 1
+    np.testing.assert_allclose(obs[s["shape_geometry"]], SHAPE_GEOMETRY["capsule"], rtol=1e-6)
     np.testing.assert_allclose(obs[s["size"]], [0.03], rtol=1e-6)
     np.testing.assert_allclose(obs[s["mass"]], [0.2], rtol=1e-6)
     np.testing.assert_allclose(obs[s["friction"]], [0.7], rtol=1e-6)

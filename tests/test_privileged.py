@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.tasks import SHAPES, Task
+from envs.tasks import SHAPE_GEOMETRY, Task
 from meta_rl.agent.encoder import ContextEncoder
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.privileged import TaskInferenceHead
@@ -30,7 +30,7 @@ from meta_rl.training.privileged import (
 from meta_rl.training.trainer import Trainer, train
 
 torch.set_num_threads(1)
-TASK_DIM = 3 + len(SHAPES) + 3  # goal, shape one-hot, size, mass, friction
+TASK_DIM = 3 + 3 + 3  # goal, shape geometry, size, mass, friction
 
 
 def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
@@ -102,7 +102,7 @@ def test_asymmetric_critic_input_width_and_head_shapes() -> None:
     belief_dim = 2 * cfg.encoder.latent_dim
     assert nets.privileged_critic.in_dim == obs_dim + belief_dim + TASK_DIM
     first = nets.privileged_critic.net[0]
-    assert isinstance(first, torch.nn.Linear) and first.in_features == obs_dim + belief_dim + 13
+    assert isinstance(first, torch.nn.Linear) and first.in_features == obs_dim + belief_dim + 9
     v = nets.privileged_critic(
         torch.zeros(7, 3, obs_dim), torch.zeros(7, 3, belief_dim), torch.zeros(7, 3, TASK_DIM)
     )
@@ -125,7 +125,8 @@ def test_task_features_of_pick_place_tasks_and_a_clear_error_without_them() -> N
     f = task_features([task, task])
     assert f.shape == (2, TASK_DIM) and f.dtype == torch.float32
     np.testing.assert_allclose(f[0, :3].numpy(), [0.05, 0.1, 0.2], rtol=1e-6)
-    assert f[0, 3 + SHAPES.index("sphere")] == 1.0 and float(f[0, 3:10].sum()) == 1.0
+    np.testing.assert_allclose(f[0, 3:6].numpy(), SHAPE_GEOMETRY["sphere"], rtol=1e-6)
+    np.testing.assert_allclose(f[0, 6:].numpy(), [0.02, 0.1, 1.0], rtol=1e-6)
     with pytest.raises(ValueError, match="features\\(\\)"):
         task_features([object()])
 

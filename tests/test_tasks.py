@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from envs.tasks import SHAPES, SPLITS, VARIANTS, Task, TaskDistribution
+from envs.tasks import SHAPE_GEOMETRY, SHAPES, SPLITS, VARIANTS, Task, TaskDistribution
 
 
 def make_task(**changes: object) -> Task:
@@ -125,9 +125,42 @@ def test_features_layout() -> None:
     f = task.features()
     assert f.dtype == np.float32
     np.testing.assert_allclose(f[:3], task.goal, rtol=1e-6)
-    onehot = f[3 : 3 + len(SHAPES)]
-    assert onehot.sum() == 1 and onehot[SHAPES.index("t_block")] == 1
+    np.testing.assert_allclose(f[3:6], SHAPE_GEOMETRY["t_block"], rtol=1e-6)
     np.testing.assert_allclose(f[-3:], [0.03, 0.3, 0.5], rtol=1e-6)
+    assert f.shape == (9,)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shape_geometry_is_computed_from_the_scene_geoms(shape: str) -> None:
+    """Elongation and fill from the geoms that envs/scene.py builds at half-width 1; roundness
+    from the geom type (a cylinder of half-height = radius is curved on 2/3 of its surface)."""
+    from envs.scene import _GEOM_TYPE, _geom_bounds, _shape_geometry, _solid
+
+    gtype = _GEOM_TYPE[shape]
+    geoms = _shape_geometry(shape, 1.0)
+    if shape == "capsule":  # built along z, then laid along x: its axis is the long side
+        lo_hi = [
+            (-_geom_bounds(gtype, size)[::-1], _geom_bounds(gtype, size)[::-1]) for size, _ in geoms
+        ]
+    else:
+        lo_hi = [
+            (pos - _geom_bounds(gtype, size), pos + _geom_bounds(gtype, size))
+            for size, pos in geoms
+        ]
+    lo = np.min([a for a, _ in lo_hi], axis=0)
+    hi = np.max([b for _, b in lo_hi], axis=0)
+    half = (hi - lo) / 2
+    volume = sum(_solid(gtype, size)[0] for size, _ in geoms)
+    roundness = {"box": 0.0, "cylinder": 2.0 / 3.0}.get(gtype, 1.0)
+    expected = (half.max(), roundness, volume / np.prod(2 * half))
+    np.testing.assert_allclose(SHAPE_GEOMETRY[shape], expected, rtol=1e-9)
+
+
+def test_test_shapes_lie_inside_the_training_shapes_range() -> None:
+    train = np.array([SHAPE_GEOMETRY[s] for s in SPLITS["train"].shapes])
+    for shape in SPLITS["test"].shapes:
+        g = np.array(SHAPE_GEOMETRY[shape])
+        assert np.all(g >= train.min(0)) and np.all(g <= train.max(0)), shape
 
 
 @pytest.mark.parametrize("variant", ["push", "pick_place"])
