@@ -83,6 +83,8 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str]]]:
         ("baselines", ["--config", "configs/baselines/multitask_ppo.yaml", "env_id=x/Nope-v0"]),
         ("run", ["env.id=metarl/Nope-v0", runs]),
         ("run", ["eval.num_tasks=0", runs]),
+        ("run", ["--showcase", str(tmp / "nowhere"), runs]),
+        ("run", ["--showcase", str(garbage), "--showcase-config", str(tmp / "missing.yaml"), runs]),
         ("check-env", []),
         ("check-env", ["a/B-v0", "c/D-v0"]),
         ("bench-envs", ["--steps", "1"]),

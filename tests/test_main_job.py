@@ -26,6 +26,19 @@ def test_eval_overrides_are_split_from_experiment_overrides() -> None:
 
 @pytest.mark.slow
 def test_main_job_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    """The main job, ending with a showcase of another trained agent (the README's job shows
+    the shipped pick-place agent; here a one-iteration smoke run stands in for it)."""
+    from meta_rl.experiment import load_experiment
+    from meta_rl.training.trainer import train
+
+    shown = train(
+        load_experiment(
+            REPO / "configs" / "smoke.yaml",
+            ["train.iterations=1", "logging.wandb_mode=disabled", f"runs_dir={tmp_path / 'shown'}"],
+        )
+    )
+    shown_files = sorted(p.relative_to(shown) for p in shown.rglob("*"))
+    runs = tmp_path / "runs"
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
     result = subprocess.run(
         [
@@ -37,7 +50,11 @@ def test_main_job_writes_a_complete_run_directory(tmp_path: Path) -> None:
             "configs/smoke.yaml",
             "--eval-config",
             "configs/eval/smoke.yaml",
-            f"runs_dir={tmp_path}",
+            "--showcase",
+            str(shown),
+            "--showcase-config",
+            "configs/eval/smoke.yaml",
+            f"runs_dir={runs}",
             "logging.wandb_mode=offline",
         ],
         cwd=REPO,
@@ -48,7 +65,7 @@ def test_main_job_writes_a_complete_run_directory(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = runs.iterdir()
     assert run_dir.name.startswith("smoke__0__")
     assert (run_dir / "config.yaml").is_file()
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
@@ -62,3 +79,10 @@ def test_main_job_writes_a_complete_run_directory(tmp_path: Path) -> None:
     frames = iio.imread(video)
     assert frames.ndim == 4 and float(np.std(frames[0])) > 1.0
     assert list((run_dir / "wandb").glob("offline-run-*"))
+    # The showcase: its own evaluation and video in the run, nothing written beside the agent.
+    shown_report = json.loads((run_dir / "showcase" / "eval.json").read_text())
+    assert set(shown_report["methods"]) >= {"meta-agent", "zero-shot"}
+    assert shown_report["checkpoint"].startswith(str(shown))
+    assert list((run_dir / "showcase" / "videos").glob("*.mp4"))
+    assert "showcase:" in result.stdout
+    assert sorted(p.relative_to(shown) for p in shown.rglob("*")) == shown_files

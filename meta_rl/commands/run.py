@@ -3,6 +3,9 @@
 Training writes the run directory (config, metrics, checkpoints, W&B); evaluation adds
 ``eval/eval.json``, the adaptation-curve PNG, the markdown table and the videos to it.
 Overrides prefixed with ``eval.`` go to the evaluation config, all others to the experiment.
+With ``--showcase CHECKPOINT`` (the README's main job passes ``pretrained/pick_place``, the
+shipped pick-place agent) it then evaluates that agent too, into ``<run>/showcase/``: its
+adaptation curve on unseen objects and its episode-1-beside-episode-K videos.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 from pathlib import Path
 
 DEFAULT_EVAL_CONFIG = Path("configs/eval/default.yaml")
+DEFAULT_SHOWCASE_CONFIG = Path("configs/eval/showcase.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-config",
         default=None,
         help=f"Evaluation YAML (default: {DEFAULT_EVAL_CONFIG} when it exists, else defaults).",
+    )
+    parser.add_argument(
+        "--showcase",
+        default=None,
+        metavar="CHECKPOINT",
+        help="After the run's own evaluation, evaluate this trained agent too (a run directory "
+        "or checkpoint, e.g. pretrained/pick_place) into RUN/showcase/.",
+    )
+    parser.add_argument(
+        "--showcase-config",
+        default=None,
+        help=f"Evaluation YAML of --showcase (default: {DEFAULT_SHOWCASE_CONFIG} when it exists).",
     )
     parser.add_argument(
         "overrides",
@@ -42,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
     from meta_rl.experiment import load_experiment
+    from meta_rl.training.checkpoint import locate
     from meta_rl.training.distributed import launched_rank
     from meta_rl.training.trainer import train
 
@@ -52,6 +69,20 @@ def run(args: argparse.Namespace) -> int:
     # Both configs are checked before the (long) training starts.
     cfg = load_experiment(args.config, exp_overrides)
     eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
+    showcase_cfg = None
+    if args.showcase is not None:
+        # A missing agent or config is named before the training, not after it.
+        try:
+            locate(args.showcase)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"--showcase: {e}") from e
+        showcase_path = args.showcase_config
+        if showcase_path is None and DEFAULT_SHOWCASE_CONFIG.is_file():
+            showcase_path = str(DEFAULT_SHOWCASE_CONFIG)
+        try:
+            showcase_cfg = load_config(EvalConfig, showcase_path, [])
+        except (ValueError, FileNotFoundError) as e:
+            raise type(e)(f"--showcase-config: {e}") from e
     run_dir = train(cfg)
     if launched_rank() != 0:
         return 0  # under torchrun (docs/distributed.md) rank 0 alone evaluates
@@ -60,4 +91,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"run dir: {run_dir}")
     for name, path in sorted(report.files.items()):
         print(f"  {name}: {path}")
+    if showcase_cfg is not None:
+        showcase = evaluate_checkpoint(
+            args.showcase, showcase_cfg, out_dir=run_dir / "showcase", wandb_root=run_dir
+        )
+        print(f"showcase: {args.showcase} on unseen objects ({showcase.env_id})")
+        print_success_curves(showcase)
+        for name, path in sorted(showcase.files.items()):
+            print(f"  {name}: {path}")
     return 0

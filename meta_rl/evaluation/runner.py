@@ -367,8 +367,12 @@ def evaluate_checkpoint(
     cfg: EvalConfig | None = None,
     *,
     out_dir: str | Path | None = None,
+    wandb_root: str | Path | None = None,
 ) -> EvalReport:
     """Evaluate a meta-RL checkpoint and the configured baselines under one protocol.
+
+    Results go to ``out_dir`` (default ``<run_dir>/eval``), the W&B run to ``wandb_root``
+    (default the checkpoint's run directory, beside its training run).
 
     Methods: ``meta-agent`` (adapting), ``zero-shot`` (same agent, context encoder off) when
     ``cfg.zero_shot``, every SB3 baseline in ``cfg.baselines``, and ``scratch-ppo`` when
@@ -436,7 +440,7 @@ def evaluate_checkpoint(
         out_dir=Path(out_dir) if out_dir is not None else run_dir / "eval",
         env_kwargs=env_kwargs,
         checkpoint=str(file),
-        wandb_root=run_dir,
+        wandb_root=wandb_root if wandb_root is not None else run_dir,
         wandb_project=project,
     )
 
