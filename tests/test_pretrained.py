@@ -43,5 +43,6 @@ def test_the_revealed_pick_place_agent_still_places_unseen_objects(tmp_path: Pat
         wandb_mode="disabled",
         progress_bar=False,
     )
-    report = evaluate_checkpoint(ROOT / "pretrained" / "pick_place_revealed", cfg, out_dir=tmp_path)
+    agent = ROOT / "pretrained" / "pick_place_revealed"
+    report = evaluate_checkpoint(agent, cfg, out_dir=tmp_path, wandb_root=tmp_path)
     assert report.methods[0].curves["success"][0].mean >= 0.8
