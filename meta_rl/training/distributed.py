@@ -229,12 +229,19 @@ def exit_process(code: int) -> None:
 def stop_on_sigterm(world: World) -> Iterator[None]:
     """In a distributed run, SIGTERM (torchrun sends it to every process when one fails) raises
     :class:`~meta_rl.cli.JobStopped` in this process, so its ``finally`` blocks run (the logger
-    is closed; a checkpoint being written is left out, its temporary file removed)."""
+    is closed; a checkpoint being written is left out, its temporary file removed).
+
+    Once the process is stopping (the first SIGTERM, or a collective that lost a peer), it
+    ignores SIGTERM until it exits: torchrun's SIGTERM races with a rank's own discovery of a
+    lost peer, and a second stop must not cut short the cleanup or the ``stopped:`` message
+    (with the default action restored, it killed the process before it printed).
+    """
     if not world.distributed or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, _frame: object) -> None:
+        _ignore_sigterm()
         raise JobStopped(
             f"rank {world.rank} received {signal.Signals(signum).name} (torchrun stops every "
             "process of the job when one fails, or the job was stopped)"
@@ -243,8 +250,16 @@ def stop_on_sigterm(world: World) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except BaseException:
+        _ignore_sigterm()  # the process is on its way out: exit_process ends it
+        raise
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _ignore_sigterm() -> None:
+    """Ignore SIGTERM from now on (only the main thread may set a handler)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def learn_seed(seed: int, rank: int) -> int:
@@ -264,6 +279,7 @@ def _collective(world: World, fn: Callable[..., object], *args: object, **kwargs
     try:
         fn(*args, **kwargs)
     except RuntimeError as e:
+        _ignore_sigterm()  # torchrun's SIGTERM follows: this process is already stopping
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         raise JobStopped(
             f"rank {world.rank} lost the other processes of the job ({first.split('. ')[0]}); "
