@@ -540,15 +540,14 @@ def test_a_stopping_process_ignores_the_next_sigterm() -> None:
         with stop_on_sigterm(world):
             assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_IGN)
         assert signal.getsignal(signal.SIGTERM) == before
-        with pytest.raises(JobStopped, match="rank 0 received SIGTERM"):
-            with stop_on_sigterm(world):
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)  # the handler raises at the next bytecode
+        with pytest.raises(JobStopped, match="rank 0 received SIGTERM"), stop_on_sigterm(world):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at the next bytecode
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
         os.kill(os.getpid(), signal.SIGTERM)  # ignored: pytest is still here
-        with pytest.raises(ValueError):  # any error on the way out: the same
-            with stop_on_sigterm(world):
-                raise ValueError("lost")
+        # Any error on the way out: the same.
+        with pytest.raises(ValueError), stop_on_sigterm(world):
+            raise ValueError("lost")
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, before)
