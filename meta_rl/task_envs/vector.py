@@ -14,7 +14,7 @@ An env family is usable for meta-training when ``env.unwrapped`` (or a wrapper o
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import gymnasium
 from gymnasium.vector import SyncVectorEnv
@@ -76,14 +76,22 @@ class TaskSyncVectorEnv(SyncVectorEnv):
             env.set_task(task)
 
 
-def _has_batched(env_id: str) -> bool:
+def _batched_creator(env_id: str) -> Callable[..., TaskVectorEnvLike] | None:
+    """The batched simulator of one of our ``metarl/`` ids: its registered vector entry point
+    (``envs.batched`` for the arm envs, ``meta_rl.task_envs.commanded`` for the commanded one);
+    None for other families and without ``envs``."""
     if not env_id.startswith("metarl/"):
-        return False
+        return None
     try:
-        import envs
+        import envs  # noqa: F401  (registers the ids)
     except ImportError:
-        return False
-    return hasattr(envs, "make_batched")
+        return None
+    entry = gymnasium.spec(env_id).vector_entry_point
+    if entry is None:
+        return None
+    # Gymnasium types it as an env or a vector-env creator; a vector entry point is the latter.
+    creator: Any = gymnasium.envs.registration.load_env_creator(str(entry))
+    return cast("Callable[..., TaskVectorEnvLike]", creator)
 
 
 def make_task_vector_env(
@@ -102,13 +110,10 @@ def make_task_vector_env(
     (:func:`meta_rl.task_envs.family.register_family` imports a user's family first).
     """
     env_id = register_family(env_id)
-    if batched and _has_batched(env_id):
-        import envs
-
+    creator = _batched_creator(env_id) if batched else None
+    if creator is not None:
         try:
-            venv: TaskVectorEnvLike = envs.make_batched(
-                env_id, num_envs, num_threads=num_threads, **env_kwargs
-            )
+            venv: TaskVectorEnvLike = creator(num_envs, num_threads=num_threads, **env_kwargs)
         except TypeError as e:  # an unknown constructor argument
             raise ValueError(
                 f"env {env_id!r} cannot be made with arguments {sorted(env_kwargs)}: {e}; check "
