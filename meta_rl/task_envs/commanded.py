@@ -20,6 +20,15 @@ with the true object features; docs/pick_place.md).
 The command ``c`` in [-1, 1]^3 maps to the point ``centre + half_width * c`` of the goal box:
 the bounding box of the goals of both splits (4,096 tasks of each, a fixed draw, padded by
 2 cm), so every goal is reachable by a command and the centre is the prior's middle.
+
+Two ways to command (argument ``command``):
+
+- ``"goal"`` (default): the action is the command itself, a point of the box each step.
+- ``"velocity"``: the action moves a target point, which starts each episode at the box's
+  centre: ``target <- clip(target + speed * clip(action, -1, 1), -1, 1)``; the skill is sent
+  to the target, and the observation gains the target (3 columns, ``obs_slices["command"]``).
+  Exploration noise then makes the object wander (a random walk) instead of jittering about
+  one point, and "move towards where the reward rises" is one direction to learn.
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ from gymnasium.vector.utils import batch_space
 
 __all__ = [
     "COMMANDED_ID",
+    "COMMANDS",
     "DEFAULT_SKILL",
     "CommandedPickPlaceEnv",
     "CommandedVectorEnv",
     "Commander",
+    "Targets",
     "goal_box",
     "make_commanded_vector",
 ]
@@ -136,20 +147,89 @@ class Commander:
             return self.agent.act(revealed, deterministic=True)
 
 
+COMMANDS = ("goal", "velocity")
+"""The ways to command the skill (the module doc)."""
+
+
 def _command_space() -> spaces.Box:
     return spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+
+
+class Targets:
+    """The commands of N envs: the actions themselves (``"goal"``) or a target point the
+    actions move (``"velocity"``; restarts at the box's centre, 0, with each episode)."""
+
+    def __init__(self, n: int, command: str, speed: float) -> None:
+        if command not in COMMANDS:
+            raise ValueError(f"command: got {command!r}; allowed: {', '.join(COMMANDS)}")
+        if not (isinstance(speed, (int, float)) and 0.0 < speed <= 1.0):
+            raise ValueError(
+                f"speed: got {speed!r}; allowed: a number in (0, 1] (the fraction of the goal "
+                "box's half-width a target moves per step at full action)"
+            )
+        self.velocity = command == "velocity"
+        self.speed = float(speed)
+        self.target = np.zeros((n, 3))
+
+    @property
+    def observed(self) -> int:
+        """Columns the observation gains: the target's 3 in velocity mode."""
+        return 3 if self.velocity else 0
+
+    def restart(self, rows: np.ndarray | slice) -> None:
+        """New episodes in ``rows``: their targets go back to the centre."""
+        self.target[rows] = 0.0
+
+    def commands(self, actions: np.ndarray, moving: np.ndarray | None = None) -> np.ndarray:
+        """The commands ``(N, 3)`` for actions ``(N, 3)``; in velocity mode only the ``moving``
+        rows (default all; not those being reset) move their targets."""
+        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.target.shape), -1, 1)
+        if not self.velocity:
+            return a
+        step = self.speed * a if moving is None else self.speed * a * moving[:, None]
+        self.target = np.clip(self.target + step, -1.0, 1.0)
+        return self.target.copy()
+
+    def observe(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` with the targets appended in velocity mode (float32)."""
+        if not self.velocity:
+            return obs
+        return np.concatenate([obs, self.target.astype(np.float32)], axis=-1)
+
+    def space(self, hidden: Any) -> Any:
+        """The observation space for the hidden observation space ``hidden``."""
+        if not self.velocity:
+            return hidden
+        dim = int(np.prod(hidden.shape or (0,))) + 3
+        return spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+
+    def slices(self, hidden: dict[str, slice]) -> dict[str, slice]:
+        """Named observation slices: the hidden ones, and ``command`` in velocity mode."""
+        out = dict(hidden)
+        if self.velocity:
+            end = max(sl.stop for sl in hidden.values())
+            out["command"] = slice(end, end + 3)
+        return out
 
 
 class CommandedPickPlaceEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
     """``metarl/PickPlaceCommanded-v0``: pick-place whose action is a goal command (module doc).
 
-    Arguments: ``skill`` (default :data:`DEFAULT_SKILL`) and every argument of
-    ``metarl/PickPlace-v0`` except ``reveal_task`` (the goal is hidden: that is the task).
-    Observation, reward, ``info`` and episode end are pick-place's; the action is a command in
+    Arguments: ``skill`` (default :data:`DEFAULT_SKILL`), ``command`` (``"goal"`` or
+    ``"velocity"``), ``speed`` (velocity mode: the fraction of the box's half-width the target
+    moves per step at full action, default 0.05) and every argument of ``metarl/PickPlace-v0``
+    except ``reveal_task`` (the goal is hidden: that is the task). Observation (plus the target
+    in velocity mode), reward, ``info`` and episode end are pick-place's; the action is in
     [-1, 1]^3. The task protocol (``task_distribution``, ``set_task``) is the wrapped env's.
     """
 
-    def __init__(self, skill: str = DEFAULT_SKILL, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        skill: str = DEFAULT_SKILL,
+        command: str = "goal",
+        speed: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
         from envs.pick_place import PickPlaceEnv
 
         if kwargs.get("reveal_task"):
@@ -160,10 +240,13 @@ class CommandedPickPlaceEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.n
         kwargs.pop("reveal_task", None)
         env = PickPlaceEnv(**kwargs)
         super().__init__(env)
+        self.targets = Targets(1, command, speed)
         low, high = goal_box(env.task_distribution)
-        hidden_dim = int(np.prod(env.observation_space.shape or (0,)))
-        self.commander = Commander(skill, hidden_dim, low, high)
+        self.hidden_dim = int(np.prod(env.observation_space.shape or (0,)))
+        self.commander = Commander(skill, self.hidden_dim, low, high)
         self.action_space = _command_space()
+        self.observation_space = self.targets.space(env.observation_space)
+        self.obs_slices = self.targets.slices(env.obs_slices)
         self._obs: np.ndarray | None = None
 
     def reset(
@@ -171,26 +254,28 @@ class CommandedPickPlaceEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.n
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs = obs
-        return obs, info
+        self.targets.restart(slice(None))
+        return self.targets.observe(obs[None])[0], info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._obs is None:
             raise RuntimeError("step() called before reset(): call env.reset() first")
-        command = np.asarray(action, dtype=np.float64).reshape(1, 3)
+        command = self.targets.commands(np.asarray(action).reshape(1, 3))
         arm = self.commander.actions(self._obs[None], command)[0]
         obs, reward, terminated, truncated, info = self.env.step(arm)
         self._obs = obs
         info["command_goal"] = self.commander.goals(command)[0]
-        return obs, float(reward), terminated, truncated, info
+        return self.targets.observe(obs[None])[0], float(reward), terminated, truncated, info
 
 
 class CommandedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     """The batched simulator of ``metarl/PickPlaceCommanded-v0``: ``num_envs`` commanded envs.
 
     Wraps the batched pick-place simulator (``envs.batched.BatchedArmEnv``, goal hidden) and
-    turns the ``(num_envs, 3)`` commands into the skill's arm actions for all sub-envs in one
-    forward pass; reset, autoreset, tasks (``set_tasks``, ``task_distribution``, ``tasks``),
-    ``info`` and rendering are the wrapped simulator's, step for step.
+    turns the ``(num_envs, 3)`` actions into the skill's arm actions for all sub-envs in one
+    forward pass; reset, next-step autoreset (a sub-env's target restarts with its new episode),
+    tasks (``set_tasks``, ``task_distribution``, ``tasks``), ``info`` and rendering are the
+    wrapped simulator's, step for step. Arguments as :class:`CommandedPickPlaceEnv`.
     """
 
     def __init__(
@@ -198,6 +283,8 @@ class CommandedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         num_envs: int,
         *,
         skill: str = DEFAULT_SKILL,
+        command: str = "goal",
+        speed: float = 0.05,
         num_threads: int | None = None,
         max_episode_steps: int | None = None,
         **kwargs: Any,
@@ -209,6 +296,7 @@ class CommandedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
                 "reveal_task: got True; allowed: false (the commanded family hides the goal)"
             )
         kwargs.pop("reveal_task", None)
+        self.targets = Targets(num_envs, command, speed)
         self.inner = make_batched(
             _SKILL_ENV,
             num_envs,
@@ -222,12 +310,13 @@ class CommandedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self.num_envs = num_envs
         self.metadata = self.inner.metadata
         self.render_mode = self.inner.render_mode
-        self.single_observation_space = self.inner.single_observation_space
-        self.observation_space = self.inner.observation_space
+        self.single_observation_space = self.targets.space(self.inner.single_observation_space)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.single_action_space = _command_space()
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.obs_slices = self.inner.obs_slices
+        self.obs_slices = self.targets.slices(self.inner.obs_slices)
         self._obs: np.ndarray | None = None
+        self._ended = np.zeros(num_envs, dtype=bool)
 
     @property
     def task_distribution(self) -> Any:
@@ -246,18 +335,23 @@ class CommandedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.inner.reset(seed=seed, options=options)
         self._obs = obs
-        return obs, info
+        self._ended[:] = False
+        self.targets.restart(slice(None))
+        return self.targets.observe(obs), info
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._obs is None:
             raise RuntimeError("step() called before reset(): call envs.reset() first")
-        commands = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, 3)
+        # Sub-envs whose episode ended last step are reset by this one (not stepped).
+        self.targets.restart(self._ended)
+        commands = self.targets.commands(actions, moving=~self._ended)
         arm = self.commander.actions(self._obs, commands)
         obs, reward, terminated, truncated, info = self.inner.step(arm)
         self._obs = obs
-        return obs, reward, terminated, truncated, info
+        self._ended = np.asarray(terminated) | np.asarray(truncated)
+        return self.targets.observe(obs), reward, terminated, truncated, info
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         return self.inner.render()
