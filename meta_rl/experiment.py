@@ -293,6 +293,15 @@ class PrivilegedConfig(Config):
     task_inference_hidden: tuple[int, ...] = param(
         (64,), "Hidden layer widths of the task-inference head.", ge=1
     )
+    inference_features: tuple[int, ...] | None = param(
+        None,
+        "Columns of Task.features() the task-inference head predicts and the information gain "
+        "measures, e.g. [0, 1, 2]: the pick-place goal alone, the part of the task only "
+        "exploration reveals (the object's shape, size, mass and friction show in the "
+        "observation and contacts anyway); null: every column. The asymmetric critic sees "
+        "every column either way. Not with a teacher (its student predicts them all).",
+        ge=0,
+    )
     info_gain_weight: float = param(
         0.0,
         "Weight of the information-gain reward, added to the RL reward only (never to the task "
@@ -330,6 +339,18 @@ class PrivilegedConfig(Config):
                 "privileged.task_inference_weight 0; the reward is the drop of the task-inference "
                 "head's error, so set privileged.task_inference_weight > 0 (or the weight to 0)"
             )
+        if self.inference_features is not None:
+            cols = self.inference_features
+            if not cols or len(set(cols)) != len(cols):
+                raise ValueError(
+                    f"privileged.inference_features: got {list(cols)}; allowed: null (every "
+                    "column) or distinct column indices of Task.features(), e.g. [0, 1, 2]"
+                )
+            if self.teacher is not None:
+                raise ValueError(
+                    f"privileged.inference_features: got {list(cols)} with a teacher; allowed: "
+                    "null (a student's head predicts every feature its teacher read)"
+                )
         if self.teacher is not None:
             if not self.teacher.strip():
                 raise ValueError(
@@ -496,8 +517,8 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
     priv = data.get("privileged")
     if isinstance(priv, dict):
         defaults = to_dict(PrivilegedConfig())
-        for key in ("teacher", "teacher_freeze_iterations"):
-            # Left out at their defaults: runs from before the teacher keys keep their hash.
+        for key in ("teacher", "teacher_freeze_iterations", "inference_features"):
+            # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:
                 priv.pop(key, None)
             defaults.pop(key)

@@ -16,7 +16,7 @@ from meta_rl.agent.encoder import ContextEncoder
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.agent.task_model import TrialTensors
-from meta_rl.config import to_dict
+from meta_rl.config import ConfigError, to_dict
 from meta_rl.experiment import ExperimentConfig, config_hash, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training import trainer as trainer_module
@@ -362,3 +362,39 @@ def test_the_information_gain_reaches_the_rl_reward_only(tmp_path: Path) -> None
     for k in ("prior", "ep1", "ep2"):
         assert np.isfinite(metrics[f"privileged/task_error_{k}"])
     assert np.isfinite(metrics["privileged/info_gain"])
+
+
+def test_inference_features_narrow_the_head_and_its_targets_to_those_columns(
+    tmp_path: Path,
+) -> None:
+    from meta_rl.agent.privileged import inference_targets
+
+    goal = ("privileged.inference_features=[0, 1, 2]",)
+    cfg = load_experiment(None, [*ON, *goal])
+    nets = AgentNetworks(10, 4, cfg, task_dim=TASK_DIM)
+    assert nets.task_head is not None
+    assert nets.task_head(torch.zeros(5, 2 * cfg.encoder.latent_dim)).shape == (5, 3)
+    assert nets.privileged_critic is not None  # the critic still sees every feature
+    assert nets.privileged_critic.in_dim == 10 + 2 * cfg.encoder.latent_dim + TASK_DIM
+    features = torch.arange(2 * TASK_DIM, dtype=torch.float32).reshape(2, TASK_DIM)
+    assert torch.equal(inference_targets(cfg.privileged, features), features[:, :3])
+    assert inference_targets(load_experiment(None, list(ON)).privileged, features) is features
+    # A training iteration: the loss and the information gain on the goal columns.
+    metrics, changed = one_iteration(_cfg(tmp_path, *ON, *goal, "privileged.info_gain_weight=1"))
+    assert np.isfinite(metrics["losses/task_inference"])
+    assert np.isfinite(metrics["privileged/info_gain"])
+    assert any(k.startswith("task_head.") for k in changed)
+    # Left out of the hash at its default; refused when empty, repeated, with a teacher, or
+    # outside the features.
+    assert config_hash(load_experiment(None, list(ON))) != config_hash(cfg)
+    for bad, match in [
+        ("[]", r"inference_features: got \[\]"),
+        ("[1, 1]", r"inference_features: got \[1, 1\]"),
+    ]:
+        with pytest.raises((ConfigError, ValueError), match=match):
+            load_experiment(None, [*ON, f"privileged.inference_features={bad}"])
+    with pytest.raises((ConfigError, ValueError), match=r"inference_features: .* with a teacher"):
+        load_experiment(None, [*ON, *goal, "privileged.teacher=runs/t"])
+    far = load_experiment(None, [*ON, "privileged.inference_features=[0, 99]"])
+    with pytest.raises(ValueError, match=r"inference_features: got \[0, 99\]; allowed: .* 9"):
+        AgentNetworks(10, 4, far, task_dim=TASK_DIM)

@@ -55,7 +55,12 @@ from meta_rl.agent.maml import (
 )
 from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
 from meta_rl.agent.policy import ActorCritic, PolicyOutput
-from meta_rl.agent.privileged import PRIVILEGED_MODULES, PrivilegedCritic, TaskInferenceHead
+from meta_rl.agent.privileged import (
+    PRIVILEGED_MODULES,
+    PrivilegedCritic,
+    TaskInferenceHead,
+    inference_width,
+)
 from meta_rl.agent.task_model import TaskDecoder
 from meta_rl.experiment import ExperimentConfig, resolve_device
 
@@ -163,7 +168,7 @@ class AgentNetworks(nn.Module):
         if task_dim is not None and wants_head:  # a student's head acts; other heads only train
             self.task_head = TaskInferenceHead(
                 2 * enc.latent_dim,
-                task_dim,
+                inference_width(priv, task_dim),
                 hidden=priv.task_inference_hidden,
                 fixed_norm=self.student,
                 normalize=pol.normalize_obs,

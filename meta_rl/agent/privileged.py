@@ -12,15 +12,46 @@ its output is part of what the policy conditions on.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from meta_rl.agent.networks import RunningNorm, mlp
 
-__all__ = ["PRIVILEGED_MODULES", "PrivilegedCritic", "TaskInferenceHead", "standardize_features"]
+__all__ = [
+    "PRIVILEGED_MODULES",
+    "PrivilegedCritic",
+    "TaskInferenceHead",
+    "inference_targets",
+    "inference_width",
+    "standardize_features",
+]
 
 PRIVILEGED_MODULES = ("privileged_critic", "task_head")
 """Attribute names (and ``state_dict`` prefixes) of the privileged parts of ``AgentNetworks``."""
+
+
+def inference_width(priv: Any, task_dim: int) -> int:
+    """How many task features the task-inference head predicts: the columns of
+    ``privileged.inference_features`` (``priv``), else all ``task_dim``; an index outside the
+    features is refused naming the key."""
+    cols = priv.inference_features
+    if cols is None:
+        return task_dim
+    if max(cols) >= task_dim:
+        raise ValueError(
+            f"privileged.inference_features: got {list(cols)}; allowed: column indices below "
+            f"{task_dim}, the width of this family's Task.features()"
+        )
+    return len(cols)
+
+
+def inference_targets(priv: Any, features: torch.Tensor) -> torch.Tensor:
+    """The columns of the true task features ``(N, F)`` the head predicts
+    (``privileged.inference_features``; all of them when null)."""
+    cols = priv.inference_features
+    return features if cols is None else features[:, list(cols)]
 
 
 class PrivilegedCritic(nn.Module):

@@ -43,6 +43,7 @@ import torch
 
 from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.privileged import inference_targets
 from meta_rl.agent.task_model import TrialTensors, final_belief_error
 from meta_rl.cli import JobStopped
 from meta_rl.config import to_dict
@@ -359,7 +360,9 @@ class Trainer:
             batch.trial_tensors(self.agent),
             guard=self.elbo_guard,
             generator=self.learn_gen,
-            task_features=batch.task_features,
+            task_features=None
+            if batch.task_features is None
+            else inference_targets(self.cfg.privileged, batch.task_features),
             task_inference_weight=self.cfg.privileged.task_inference_weight,
         )
 
@@ -422,7 +425,10 @@ class Trainer:
             head = self.networks.task_head
             if head is not None:
                 errors = task_inference_errors(
-                    self.networks.encoder, head, batch.trial_tensors(self.agent), features
+                    self.networks.encoder,
+                    head,
+                    batch.trial_tensors(self.agent),
+                    inference_targets(cfg.privileged, features),
                 )
                 self._inference_errors = errors
                 if cfg.privileged.info_gain_weight > 0.0:
