@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,8 +70,26 @@ def locate(points: np.ndarray, dists: np.ndarray, grid: np.ndarray) -> np.ndarra
     return grid[np.argmin(((d - dists[None, :]) ** 2).sum(axis=1))]
 
 
-def run(tasks: int, place_scale: float, split: str, seed: int, hold: int, start: int) -> dict:
-    venv = make_task_vector_env(COMMANDED_ID, tasks, place_scale=place_scale)
+Recorder = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool], None]
+"""``record(obs, command, reward, next_obs, episode_end)``: one batched step of the trials."""
+
+
+def run(
+    tasks: int,
+    place_scale: float,
+    split: str,
+    seed: int,
+    hold: int,
+    start: int,
+    record: Recorder | None = None,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """One 3-episode trial of the searcher on each of ``tasks`` tasks of ``split`` (drawn with
+    ``seed``); ``record`` sees every step. Returns the success ``(3, tasks)``, how many goals
+    were located and how well, and the tasks."""
+    venv = make_task_vector_env(
+        COMMANDED_ID, tasks, place_scale=place_scale, num_threads=num_threads
+    )
     assert isinstance(venv, CommandedVectorEnv)
     c = venv.commander
     template = venv.inner.template
@@ -102,7 +122,10 @@ def run(tasks: int, place_scale: float, split: str, seed: int, hold: int, start:
                             located[i] = True
                     estimate[~located] = c.centre
                 cmd = (estimate - c.centre) / c.half_width
+            before = obs
             obs, reward, _, _, info = venv.step(cmd)
+            if record is not None:
+                record(before, cmd, reward, obs, t == steps - 1)
             if k == 0 and t < tour_end:
                 place, ok = place_readings(obs, reward, rest_z, weights)
                 frac = np.clip(1.0 - place / place_w, 0.0, 1.0 - 1e-6)
@@ -120,6 +143,7 @@ def run(tasks: int, place_scale: float, split: str, seed: int, hold: int, start:
         "located": located.mean(),
         "median_error_cm": 100 * float(np.median(error[located])) if located.any() else None,
         "within_5cm": float((error < 0.05).mean()),
+        "tasks": task_list,
     }
 
 

@@ -205,3 +205,91 @@ def test_the_scripted_searcher_locates_hidden_goals_from_the_reward_and_places_t
     assert r["located"] == 1.0 and r["within_5cm"] >= 0.75, r
     assert r["success"].shape == (3, 8)
     assert r["success"][2].mean() >= 0.6, r  # the skill alone at the box's centre: ~0.1
+
+
+def test_imitating_the_searcher_writes_a_run_that_evaluate_and_resume_read(
+    tmp_path: Path,
+) -> None:
+    """scripts/imitate_searcher.py: behaviour cloning of the searcher's commands lowers the
+    imitation loss and leaves an ordinary run directory (evaluated and resumed by PPO)."""
+    import subprocess
+    import sys
+
+    from meta_rl.evaluation.config import EvalConfig
+    from meta_rl.evaluation.runner import evaluate_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "bc"
+    small = [
+        "env.tasks_per_batch=4",
+        "env.eval_tasks=2",
+        "env.episode_steps=150",
+        "encoder.hidden_size=16",
+        "encoder.embed_size=8",
+        "task_model.hidden=[16]",
+        "task_model.updates_per_iteration=1",
+        "policy.hidden=[16]",
+        "ppo.epochs=1",
+        "ppo.minibatches=2",
+        "train.eval_every=1",
+        "env.num_threads=1",
+        "logging.wandb_mode=disabled",
+        "logging.progress_bar=false",
+        "privileged.inference_features=[0, 1, 2]",
+    ]
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts/imitate_searcher.py"),
+            "--config",
+            str(root / "configs/pick_place_cpu.yaml"),
+            "--run-dir",
+            str(run_dir),
+            "--trials",
+            "6",
+            "--epochs",
+            "3",
+            "--batch",
+            "3",
+            *small,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    losses = [
+        float(ln.split("imitation ")[1].split(",")[0])
+        for ln in out.stdout.splitlines()
+        if ln.startswith("epoch")
+    ]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    cfg = EvalConfig(num_tasks=2, num_seeds=1, num_episodes=3, num_videos=0, wandb_mode="disabled")
+    evaluate_checkpoint(run_dir, cfg, out_dir=tmp_path / "eval")
+    assert (tmp_path / "eval" / "eval.md").is_file()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "meta_rl", "train", "--resume", str(run_dir), "train.iterations=2"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run(
+            [
+                sys.executable,
+                str(root / "scripts/imitate_searcher.py"),
+                "--config",
+                str(root / "configs/pick_place_cpu.yaml"),
+                "--run-dir",
+                str(tmp_path / "v"),
+                "env.kwargs.command=velocity",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=600,
+            check=True,
+        )
