@@ -41,6 +41,8 @@ TOUR = np.array(
     ]
 )
 """Tour waypoints in command units (the goal box's half-widths)."""
+SLICES = sc.obs_slices(False)
+"""The hidden observation's named columns."""
 
 
 def tour_command(t: int, start: int, hold: int) -> np.ndarray:
@@ -55,7 +57,7 @@ def place_readings(
     """The place term ``(N,)`` of each reward and whether it is readable (the object held and
     lifted past the lift term's saturation, so every other term is known)."""
     reach_w, grasp_w, lift_w = weights
-    sl = sc.obs_slices(False)
+    sl = SLICES
     force = np.arctanh(np.clip(obs[:, sl["finger_contact"]], 0.0, 0.999999)) * sc.TOUCH_SCALE
     held = (force > rw.GRASP_FORCE).all(axis=1)
     lifted = obs[:, sl["object_pos"]][:, 2] > rest_z + LIFT_HEIGHT + 0.005
@@ -104,7 +106,8 @@ def run(
     steps = 150
     axes = [np.linspace(-1, 1, 23)] * 3
     grid = c.goals(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3))
-    rest_z = obs[:, sc.obs_slices(False)["object_pos"]][:, 2].copy()
+    object_pos = SLICES["object_pos"]
+    rest_z = obs[:, object_pos][:, 2].copy()
     readings: list[list[tuple[np.ndarray, float]]] = [[] for _ in range(tasks)]
     estimate = np.zeros((tasks, 3))
     located = np.zeros(tasks, dtype=bool)
@@ -119,7 +122,7 @@ def run(
             if k == 0 and t < tour_end:
                 cmd = np.tile(tour_command(t, start, hold), (tasks, 1))
             else:
-                if k == 0 and not located.any():
+                if k == 0 and t == tour_end and not told:
                     for i in range(tasks):
                         if len(readings[i]) >= 4:
                             pts = np.array([p for p, _ in readings[i]])
@@ -138,9 +141,10 @@ def run(
                 dist = np.arctanh(frac) / place_scale
                 usable = ok & (place > 0.02 * place_w)  # beyond this the term is flat
                 for row in np.flatnonzero(usable):
-                    readings[row].append((obs[row, sc.obs_slices(False)["object_pos"]], dist[row]))
+                    readings[row].append((obs[row, object_pos], dist[row]))
             success[k] = np.maximum(success[k], info["success"])
-        obs, _ = venv.reset(seed=0) if k < 2 else (obs, None)
+        if k < 2:
+            obs, _ = venv.reset(seed=0)
     goals = np.array([t.goal for t in task_list])
     error = np.linalg.norm(estimate - goals, axis=1)
     venv.close()

@@ -17,17 +17,17 @@ result is an ordinary run directory: ``metarl evaluate --checkpoint RUN`` reads 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import commanded_search  # noqa: E402  (its neighbour: scripts/ is on the path when run)
 
 from meta_rl.agent.privileged import inference_targets  # noqa: E402
 from meta_rl.agent.task_model import TrialTensors  # noqa: E402
@@ -38,21 +38,12 @@ from meta_rl.training.privileged import task_features, task_inference_loss  # no
 from meta_rl.training.trainer import Trainer  # noqa: E402
 
 
-def _searcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cs", ROOT / "scripts/commanded_search.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def demonstrations(
     n: int, place_scale: float, seed: int, chunk: int = 256
 ) -> tuple[dict[str, torch.Tensor], list[object], float]:
     """The searcher's trials on ``n`` train-split tasks: time-major tensors ``(T, n, ...)`` of
     obs, command, reward, next_obs and done, the tasks, and the searcher's mean success in
     episode 3."""
-    cs = _searcher()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "done")}
     tasks: list[object] = []
     success = []
@@ -67,7 +58,7 @@ def demonstrations(
             steps["next"].append(next_obs)
             steps["done"].append(np.full(rows, float(end), dtype=np.float32))
 
-        r = cs.run(rows, place_scale, "train", seed + start, 15, 40, record=record)
+        r = commanded_search.run(rows, place_scale, "train", seed + start, 15, 40, record=record)
         tasks.extend(r["tasks"])
         success.append(r["success"][2])
         for k in parts:

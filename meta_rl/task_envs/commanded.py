@@ -38,10 +38,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from envs import COMMANDED_ID
 
 __all__ = [
     "COMMANDED_ID",
@@ -55,7 +56,6 @@ __all__ = [
     "make_commanded_vector",
 ]
 
-COMMANDED_ID = "metarl/PickPlaceCommanded-v0"
 DEFAULT_SKILL = "pretrained/pick_place_revealed"
 """The shipped revealed pick-place policy (a path relative to the working directory)."""
 GOAL_BOX_PAD = 0.02
@@ -72,6 +72,16 @@ def goal_box(task_distribution: Any, pad: float = GOAL_BOX_PAD) -> tuple[np.ndar
     ]
     every = np.concatenate(goals)
     return every.min(axis=0) - pad, every.max(axis=0) + pad
+
+
+def _hidden(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The pick-place arguments of a commanded env: ``reveal_task`` refused when true, dropped."""
+    if kwargs.get("reveal_task"):
+        raise ValueError(
+            "reveal_task: got True; allowed: false (the commanded family hides the goal; "
+            f"train {_SKILL_ENV} for the revealed setting)"
+        )
+    return {k: v for k, v in kwargs.items() if k != "reveal_task"}
 
 
 class Commander:
@@ -118,12 +128,17 @@ class Commander:
                 "version of the env: retrain it)"
             )
         self.agent = agent
-        self.path = path
-        self.hidden_dim = hidden_dim
         self.centre = (np.asarray(high) + np.asarray(low)) / 2.0
         self.half_width = (np.asarray(high) - np.asarray(low)) / 2.0
         self.object_features = norm.mean[hidden_dim + 3 :].numpy().astype(np.float32)
         self._n = -1
+
+    @classmethod
+    def for_env(cls, skill: str | Path, task_distribution: Any, hidden_space: Any) -> Commander:
+        """The skill for an env of ``task_distribution`` with hidden observations of
+        ``hidden_space``, its commands spanning :func:`goal_box`."""
+        low, high = goal_box(task_distribution)
+        return cls(skill, int(np.prod(hidden_space.shape or (0,))), low, high)
 
     def goals(self, commands: np.ndarray) -> np.ndarray:
         """Goal points ``(N, 3)`` of commands ``(N, 3)`` (clipped to [-1, 1] first)."""
@@ -143,8 +158,7 @@ class Commander:
             ],
             axis=1,
         )
-        with torch.no_grad():
-            return self.agent.act(revealed, deterministic=True)
+        return self.agent.act(revealed, deterministic=True)  # acts without gradients
 
 
 COMMANDS = ("goal", "velocity")
@@ -170,11 +184,6 @@ class Targets:
         self.velocity = command == "velocity"
         self.speed = float(speed)
         self.target = np.zeros((n, 3))
-
-    @property
-    def observed(self) -> int:
-        """Columns the observation gains: the target's 3 in velocity mode."""
-        return 3 if self.velocity else 0
 
     def restart(self, rows: np.ndarray | slice) -> None:
         """New episodes in ``rows``: their targets go back to the centre."""
@@ -232,18 +241,10 @@ class CommandedPickPlaceEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.n
     ) -> None:
         from envs.pick_place import PickPlaceEnv
 
-        if kwargs.get("reveal_task"):
-            raise ValueError(
-                "reveal_task: got True; allowed: false (the commanded family hides the goal; "
-                f"train {_SKILL_ENV} for the revealed setting)"
-            )
-        kwargs.pop("reveal_task", None)
-        env = PickPlaceEnv(**kwargs)
+        env = PickPlaceEnv(**_hidden(kwargs))
         super().__init__(env)
         self.targets = Targets(1, command, speed)
-        low, high = goal_box(env.task_distribution)
-        self.hidden_dim = int(np.prod(env.observation_space.shape or (0,)))
-        self.commander = Commander(skill, self.hidden_dim, low, high)
+        self.commander = Commander.for_env(skill, env.task_distribution, env.observation_space)
         self.action_space = _command_space()
         self.observation_space = self.targets.space(env.observation_space)
         self.obs_slices = self.targets.slices(env.obs_slices)
@@ -291,22 +292,18 @@ class CommandedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     ) -> None:
         from envs.batched import make_batched
 
-        if kwargs.get("reveal_task"):
-            raise ValueError(
-                "reveal_task: got True; allowed: false (the commanded family hides the goal)"
-            )
-        kwargs.pop("reveal_task", None)
+        hidden = _hidden(kwargs)
         self.targets = Targets(num_envs, command, speed)
         self.inner = make_batched(
             _SKILL_ENV,
             num_envs,
             num_threads=num_threads,
             max_episode_steps=max_episode_steps,
-            **kwargs,
+            **hidden,
         )
-        low, high = goal_box(self.inner.task_distribution)
-        hidden_dim = int(np.prod(self.inner.single_observation_space.shape or (0,)))
-        self.commander = Commander(skill, hidden_dim, low, high)
+        self.commander = Commander.for_env(
+            skill, self.inner.task_distribution, self.inner.single_observation_space
+        )
         self.num_envs = num_envs
         self.metadata = self.inner.metadata
         self.render_mode = self.inner.render_mode
