@@ -86,16 +86,23 @@ def run(
     record: Recorder | None = None,
     num_threads: int | None = None,
     told: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One 3-episode trial of the searcher on each of ``tasks`` tasks of ``split`` (drawn with
     ``seed``); ``record`` sees every step. ``told``: no search, the true goal is commanded from
-    the first step (the family's ceiling: the skill's own success). Returns the success
+    the first step (the family's ceiling: the skill's own success). ``env_kwargs``: more
+    arguments of the env; where its commands also name object features (``object_command``),
+    the searcher names their training means (what the skill reads by default). Returns the success
     ``(3, tasks)``, how many goals were located and how well, and the tasks."""
     venv = make_task_vector_env(
-        COMMANDED_ID, tasks, place_scale=place_scale, num_threads=num_threads
+        COMMANDED_ID,
+        tasks,
+        num_threads=num_threads,
+        **{**(env_kwargs or {}), "place_scale": place_scale},
     )
     assert isinstance(venv, CommandedVectorEnv)
     c = venv.commander
+    neutral = np.tile(c.feature_commands(c.object_features[None]), (tasks, 1))
     template = venv.inner.template
     assert isinstance(template, PickPlaceEnv)
     weights = (template.reach_weight, template.grasp_weight, template.lift_weight)
@@ -131,6 +138,7 @@ def run(
                             located[i] = True
                     estimate[~located] = c.centre
                 cmd = (estimate - c.centre) / c.half_width
+            cmd = np.concatenate([cmd, neutral], axis=1)
             before = obs
             obs, reward, _, _, info = venv.step(cmd)
             if record is not None:

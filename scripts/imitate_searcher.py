@@ -4,14 +4,24 @@ The searcher (``scripts/commanded_search.py``) finds hidden goals from the rewar
 and a least-squares fit; a meta-agent has to learn that search before RL can refine it. This
 script collects the searcher's trials on train-split tasks and fits the agent of ``--config``
 to them by behaviour cloning: the policy's mean action at each step, read from the observation
-and the belief the context encoder built from the trial so far, regresses the searcher's
-command (mean squared error); with ``privileged.task_inference_weight`` > 0 the belief is also
-trained to predict the task features (``privileged.inference_features``) as in training. The
-result is an ordinary run directory: ``metarl evaluate --checkpoint RUN`` reads it and
+and the belief the context encoder built from the trial so far, regresses the expert's command
+(mean squared error); with ``privileged.task_inference_weight`` > 0 the belief is also trained
+to predict the task features (``privileged.inference_features``) as in training.
+
+The expert (:func:`expert_commands`) is the searcher told the goal after its tour: the tour's
+points during the tour, the true goal after it. The agent never sees the goal; regressing it
+from the belief teaches the goal the trial so far implies (the posterior mean), which the
+searcher's own least-squares estimate only approximates. ``--dagger-rounds R`` then runs DAgger
+(Ross et al. 2011): each round the agent itself runs ``--dagger-trials`` trials (its mean
+action), the expert labels every step it visited, and the agent is refitted on all data so far,
+so it learns to recover from its own mistakes, which cloning the searcher's states alone does
+not teach.
+
+The result is an ordinary run directory: ``metarl evaluate --checkpoint RUN`` reads it and
 ``metarl train --resume RUN`` fine-tunes it with PPO.
 
     python scripts/imitate_searcher.py --config configs/pick_place_cpu.yaml --run-dir runs/bc \
-        --trials 1024 --epochs 20
+        --trials 1024 --epochs 20 --dagger-rounds 8
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,17 +44,41 @@ from meta_rl.agent.privileged import inference_targets  # noqa: E402
 from meta_rl.agent.task_model import TrialTensors  # noqa: E402
 from meta_rl.experiment import load_experiment  # noqa: E402
 from meta_rl.runs import prepare_run_dir, save_config  # noqa: E402
-from meta_rl.task_envs.commanded import COMMANDED_ID  # noqa: E402
+from meta_rl.task_envs.commanded import COMMANDED_ID, CommandedVectorEnv, Commander  # noqa: E402
+from meta_rl.task_envs.vector import make_task_vector_env  # noqa: E402
 from meta_rl.training.privileged import task_features, task_inference_loss  # noqa: E402
+from meta_rl.training.rollout import collect_trials  # noqa: E402
 from meta_rl.training.trainer import Trainer  # noqa: E402
+
+HOLD, START = 15, 40
+"""The searcher's tour timing (steps per waypoint, steps at the centre before it)."""
+
+
+def expert_commands(
+    features: np.ndarray, commander: Commander, steps: int, episodes: int
+) -> np.ndarray:
+    """The expert's commands ``(episodes * steps, N, commander.width)`` for tasks with true
+    features ``(N, 9)``: the searcher's tour during episode 1's tour, the true goal's command
+    everywhere else; the true object features where the commands name them."""
+    goal = (features[:, :3] - commander.centre) / commander.half_width
+    target = np.concatenate([goal, commander.feature_commands(features[:, 3:])], axis=1)
+    out = np.repeat(target[None].astype(np.float32), episodes * steps, axis=0)
+    tour_end = START + HOLD * (len(commanded_search.TOUR) - 1)
+    for t in range(tour_end):
+        out[t, :, :3] = commanded_search.tour_command(t, START, HOLD)
+    return out
+
+
+Data = dict[str, torch.Tensor]
+"""Time-major trials ``(T, N, ...)``: obs, act (what was done), label (the expert's command),
+rew, next, done; and ``features`` ``(N, F)``, the true task features."""
 
 
 def demonstrations(
-    n: int, place_scale: float, seed: int, chunk: int = 256
-) -> tuple[dict[str, torch.Tensor], list[object], float]:
-    """The searcher's trials on ``n`` train-split tasks: time-major tensors ``(T, n, ...)`` of
-    obs, command, reward, next_obs and done, the tasks, and the searcher's mean success in
-    episode 3."""
+    n: int, env_kwargs: dict[str, Any], seed: int, commander: Commander, chunk: int = 256
+) -> tuple[Data, float]:
+    """The searcher's trials on ``n`` train-split tasks, labelled by the expert, and the
+    searcher's mean success in episode 3."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "done")}
     tasks: list[object] = []
     success = []
@@ -58,87 +93,97 @@ def demonstrations(
             steps["next"].append(next_obs)
             steps["done"].append(np.full(rows, float(end), dtype=np.float32))
 
-        r = commanded_search.run(rows, place_scale, "train", seed + start, 15, 40, record=record)
+        r = commanded_search.run(
+            rows,
+            float(env_kwargs.get("place_scale", 10.0)),
+            "train",
+            seed + start,
+            HOLD,
+            START,
+            record=record,
+            num_threads=env_kwargs.get("num_threads"),
+            env_kwargs={k: v for k, v in env_kwargs.items() if k != "num_threads"},
+        )
         tasks.extend(r["tasks"])
         success.append(r["success"][2])
         for k in parts:
             parts[k].append(np.stack(steps[k]))
     out = {k: torch.as_tensor(np.concatenate(v, axis=1)) for k, v in parts.items()}
-    return out, tasks, float(np.concatenate(success).mean())
+    out["features"] = task_features(tasks)
+    out["label"] = torch.as_tensor(expert_commands(out["features"].numpy(), commander, 150, 3))
+    return out, float(np.concatenate(success).mean())
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--run-dir", required=True, type=Path)
-    p.add_argument("--trials", type=int, default=1024, help="Searcher trials (train split).")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=64, help="Trials per gradient step.")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("overrides", nargs="*", help="section.key=value config overrides.")
-    args = p.parse_args(argv)
-
-    cfg = load_experiment(args.config, list(args.overrides))
-    kwargs = dict(cfg.env.kwargs)
-    if cfg.env.id != COMMANDED_ID or kwargs.get("command", "goal") != "goal":
-        raise SystemExit(
-            f"env: got {cfg.env.id} with command={kwargs.get('command', 'goal')!r}; allowed: "
-            f"{COMMANDED_ID} with command 'goal' (the searcher names goal points)"
-        )
-    torch.manual_seed(args.seed)
-    t0 = time.perf_counter()
-    demo, tasks, searcher_success = demonstrations(
-        args.trials, float(kwargs.get("place_scale", 10.0)), args.seed
+def agent_trials(trainer: Trainer, venv: CommandedVectorEnv, seed: int) -> tuple[Data, float]:
+    """One trial of the agent (its mean action) on each of ``venv.num_envs`` fresh train-split
+    tasks, labelled by the expert, and the agent's mean success in episode 3."""
+    tasks = venv.task_distribution.sample(venv.num_envs, "train", np.random.default_rng(seed))
+    trainer.networks.eval()
+    batch = collect_trials(
+        venv,
+        trainer.agent,
+        tasks,
+        episodes=trainer.cfg.env.episodes_per_trial,
+        episode_steps=trainer.episode_steps,
+        seed=seed,
+        deterministic=True,
     )
-    collect_s = time.perf_counter() - t0
-    print(
-        f"{args.trials} searcher trials ({demo['obs'].shape[0]} steps each) in {collect_s:.0f} s; "
-        f"its episode-3 success on them: {searcher_success:.2f}"
-    )
-
-    trainer = Trainer(cfg, None)
-    run_dir = prepare_run_dir(args.run_dir)
-    save_config(run_dir, cfg)
-    trainer.attach(run_dir)
-    nets = trainer.networks
-    # The normalisers the agent acts with, fitted to the demonstrations (then fixed).
-    with torch.no_grad():
-        nets.policy.obs_norm.update(demo["obs"].reshape(-1, demo["obs"].shape[-1]))
-        nets.reward_norm.update(demo["rew"].reshape(-1, 1))
+    trainer.networks.train()
     features = task_features(tasks)
-    params = list(nets.encoder.parameters()) + list(nets.policy.actor.parameters())
+    label = expert_commands(
+        features.numpy(), venv.commander, trainer.episode_steps, trainer.cfg.env.episodes_per_trial
+    )
+    data = {
+        "obs": batch.obs.cpu(),
+        "act": batch.env_actions.cpu(),
+        "label": torch.as_tensor(label),
+        "rew": batch.rewards.cpu(),
+        "next": batch.next_obs.cpu(),
+        "done": batch.dones.cpu(),
+        "features": features,
+    }
+    return data, float(batch.episode_success[-1].mean())
+
+
+def fit(
+    trainer: Trainer,
+    data: Data,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    epochs: int,
+    batch: int,
+    gen: torch.Generator,
+    log: str,
+) -> None:
+    """``epochs`` passes of behaviour cloning (and task inference) over ``data``."""
+    nets, cfg = trainer.networks, trainer.cfg
     head = nets.task_head
-    if head is not None:
-        params += list(head.parameters())
-    opt = torch.optim.Adam(params, lr=args.lr)
-    n = args.trials
-    gen = torch.Generator().manual_seed(args.seed)
     weight = cfg.privileged.task_inference_weight
-    for epoch in range(args.epochs):
+    n = data["obs"].shape[1]
+    for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
         bc_sum, ti_sum, count = 0.0, 0.0, 0
-        for lo in range(0, n, args.batch):
-            idx = order[lo : lo + args.batch]
-            obs = nets.normalize(demo["obs"][:, idx])
+        for lo in range(0, n, batch):
+            idx = order[lo : lo + batch]
+            obs = nets.normalize(data["obs"][:, idx])
             trials = TrialTensors(
                 obs=obs,
-                action=demo["act"][:, idx],
-                reward=nets.normalize_reward(demo["rew"][:, idx]),
-                next_obs=nets.normalize(demo["next"][:, idx]),
-                done=demo["done"][:, idx],
+                action=data["act"][:, idx],
+                reward=nets.normalize_reward(data["rew"][:, idx]),
+                next_obs=nets.normalize(data["next"][:, idx]),
+                done=data["done"][:, idx],
                 mask=torch.ones(obs.shape[:2], dtype=torch.bool),
             )
             beliefs, _ = trials.encode(nets.encoder)
             after = beliefs.features()
             prior = nets.encoder.prior(len(idx)).features().unsqueeze(0)
             before = torch.cat([prior, after[:-1]], dim=0)  # what the agent acts on at step t
-            out = nets.policy(demo["obs"][:, idx], nets.conditioning(before))
-            bc = ((out.mean - demo["act"][:, idx]) ** 2).mean()
+            out = nets.policy(data["obs"][:, idx], nets.conditioning(before))
+            bc = ((out.mean - data["label"][:, idx]) ** 2).mean()
             loss = bc
             ti = torch.zeros(())
             if head is not None and weight > 0:
-                target = inference_targets(cfg.privileged, features[idx])
+                target = inference_targets(cfg.privileged, data["features"][idx])
                 ti = task_inference_loss(nets.encoder, head, trials, target, beliefs)
                 loss = loss + weight * ti
             opt.zero_grad()
@@ -149,15 +194,89 @@ def main(argv: list[str] | None = None) -> int:
             ti_sum += float(ti.detach()) * len(idx)
             count += len(idx)
         print(
-            f"epoch {epoch + 1}: imitation {bc_sum / count:.4f}, task inference "
-            f"{ti_sum / count:.4f} ({time.perf_counter() - t0:.0f} s)",
+            f"{log} epoch {epoch + 1}: imitation {bc_sum / count:.4f}, task inference "
+            f"{ti_sum / count:.4f} ({n} trials)",
             flush=True,
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--run-dir", required=True, type=Path)
+    p.add_argument("--trials", type=int, default=1024, help="Searcher trials (train split).")
+    p.add_argument("--epochs", type=int, default=20, help="Passes over the searcher's trials.")
+    p.add_argument("--batch", type=int, default=64, help="Trials per gradient step.")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dagger-rounds", type=int, default=0, help="DAgger rounds after cloning.")
+    p.add_argument("--dagger-trials", type=int, default=128, help="Agent trials per round.")
+    p.add_argument("--dagger-epochs", type=int, default=3, help="Passes over all data per round.")
+    p.add_argument("overrides", nargs="*", help="section.key=value config overrides.")
+    args = p.parse_args(argv)
+    for name in ("trials", "epochs", "batch", "dagger_trials", "dagger_epochs"):
+        if getattr(args, name) < 1:
+            raise SystemExit(
+                f"--{name.replace('_', '-')}: got {getattr(args, name)}; allowed: >= 1"
+            )
+    if args.dagger_rounds < 0:
+        raise SystemExit(f"--dagger-rounds: got {args.dagger_rounds}; allowed: >= 0")
+
+    cfg = load_experiment(args.config, list(args.overrides))
+    kwargs = dict(cfg.env.kwargs)
+    if cfg.env.id != COMMANDED_ID or kwargs.get("command", "goal") != "goal":
+        raise SystemExit(
+            f"env: got {cfg.env.id} with command={kwargs.get('command', 'goal')!r}; allowed: "
+            f"{COMMANDED_ID} with command 'goal' (the searcher names goal points)"
+        )
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, None)
+    venv = trainer.venv
+    assert isinstance(venv, CommandedVectorEnv)
+    data, searcher_success = demonstrations(
+        args.trials, {**kwargs, "num_threads": cfg.env.num_threads}, args.seed, venv.commander
+    )
+    print(
+        f"{args.trials} searcher trials ({data['obs'].shape[0]} steps each) in "
+        f"{time.perf_counter() - t0:.0f} s; its episode-3 success on them: {searcher_success:.2f}"
+    )
+    run_dir = prepare_run_dir(args.run_dir)
+    save_config(run_dir, cfg)
+    trainer.attach(run_dir)
+    nets = trainer.networks
+    # The normalisers the agent acts with, fitted to the demonstrations (then fixed).
+    with torch.no_grad():
+        nets.policy.obs_norm.update(data["obs"].reshape(-1, data["obs"].shape[-1]))
+        nets.reward_norm.update(data["rew"].reshape(-1, 1))
+    params = list(nets.encoder.parameters()) + list(nets.policy.actor.parameters())
+    if nets.task_head is not None:
+        params += list(nets.task_head.parameters())
+    opt = torch.optim.Adam(params, lr=args.lr)
+    gen = torch.Generator().manual_seed(args.seed)
+    fit(trainer, data, opt, params, args.epochs, args.batch, gen, "cloning")
+    env_steps = int(data["obs"].shape[0] * data["obs"].shape[1])
+    if args.dagger_rounds:
+        dagger_venv = make_task_vector_env(
+            COMMANDED_ID, args.dagger_trials, num_threads=cfg.env.num_threads, **kwargs
+        )
+        assert isinstance(dagger_venv, CommandedVectorEnv)
+        for r in range(args.dagger_rounds):
+            new, success = agent_trials(trainer, dagger_venv, args.seed + 10_000 * (r + 1))
+            env_steps += int(new["obs"].shape[0] * new["obs"].shape[1])
+            print(
+                f"DAgger round {r + 1}: the agent's episode-3 success on {args.dagger_trials} "
+                f"train tasks: {success:.2f} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+            data = {k: torch.cat([data[k], new[k]], dim=0 if k == "features" else 1) for k in data}
+            fit(trainer, data, opt, params, args.dagger_epochs, args.batch, gen, f"round {r + 1}")
+        dagger_venv.close()
     trainer.counters.iteration = 1
-    trainer.counters.env_steps = int(demo["obs"].shape[0] * n)
+    trainer.counters.env_steps = env_steps
     path = trainer.save(is_best=True)
     trainer.close()
-    print(f"run dir: {run_dir} ({path.name})")
+    print(f"run dir: {run_dir} ({path.name}) in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

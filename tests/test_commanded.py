@@ -19,6 +19,7 @@ import envs  # noqa: F401  (registers the ids)
 from meta_rl.task_envs.commanded import (
     COMMANDED_ID,
     CommandedVectorEnv,
+    Targets,
     goal_box,
 )
 from meta_rl.task_envs.vector import make_task_vector_env
@@ -124,6 +125,35 @@ def test_the_batched_simulator_equals_the_single_env_step_for_step(command: str)
     venv.close()
 
 
+def test_object_commands_are_what_the_skill_reads_of_the_object() -> None:
+    """``object_command``: the action gains the named features' columns, which map onto each
+    feature's box over both splits; unnamed features stay at the skill's training means; in
+    velocity mode only the goal's columns move the target."""
+    venv = make_task_vector_env(COMMANDED_ID, 2, num_threads=1, object_command=["shape", "mass"])
+    assert isinstance(venv, CommandedVectorEnv)
+    c = venv.commander
+    assert venv.single_action_space.shape == (7,) and c.columns == [0, 1, 2, 4]
+    cmd = np.array([[0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0], [0, 0, 0, 1.0, 1.0, 1.0, 2.0]])
+    objects = c.objects(cmd)
+    every = np.array(
+        [
+            t.features()[3:]
+            for split in ("train", "test")
+            for t in venv.task_distribution.sample(4096, split, np.random.default_rng(0))
+        ]
+    )
+    np.testing.assert_allclose(objects[0, [0, 1, 2, 4]], every.min(axis=0)[[0, 1, 2, 4]], atol=1e-5)
+    np.testing.assert_allclose(objects[1, [0, 1, 2, 4]], every.max(axis=0)[[0, 1, 2, 4]], atol=1e-5)
+    np.testing.assert_allclose(objects[:, [3, 5]], np.tile(c.object_features[[3, 5]], (2, 1)))
+    np.testing.assert_allclose(c.feature_commands(objects), np.clip(cmd[:, 3:], -1, 1), atol=1e-5)
+    venv.reset(seed=0)
+    venv.step(np.zeros((2, 7), dtype=np.float32))
+    venv.close()
+    targets = Targets(2, "velocity", 0.5)
+    out = targets.commands(np.array([[1.0, 0, 0, 0.3], [0, -1.0, 0, -0.3]]))
+    np.testing.assert_allclose(out, [[0.5, 0, 0, 0.3], [0, -0.5, 0, -0.3]])
+
+
 def test_velocity_commands_move_a_target_that_restarts_with_each_episode() -> None:
     n, speed = 3, 0.1
     venv = make_task_vector_env(
@@ -159,6 +189,10 @@ def test_bad_arguments_are_refused_naming_them(tmp_path: Path) -> None:
         make_task_vector_env(COMMANDED_ID, 2, command="velocity", speed=0)
     with pytest.raises(ValueError, match=r"reveal_task: got True; allowed: false"):
         make_task_vector_env(COMMANDED_ID, 2, reveal_task=True)
+    with pytest.raises(ValueError, match=r"object_command: got \['colour'\]; allowed: distinct"):
+        make_task_vector_env(COMMANDED_ID, 2, object_command=["colour"])
+    with pytest.raises(ValueError, match=r"object_command: got 'size'; allowed: a list"):
+        gym.make(COMMANDED_ID, object_command="size")
     hidden = train(_cfg(tmp_path / "hidden", "train.iterations=1"))
     with pytest.raises(ValueError, match=r"skill: .* reveal_task=False .*allowed: a metarl/Pick"):
         make_task_vector_env(COMMANDED_ID, 2, skill=str(hidden))
@@ -207,11 +241,42 @@ def test_the_scripted_searcher_locates_hidden_goals_from_the_reward_and_places_t
     assert r["success"][2].mean() >= 0.6, r  # the skill alone at the box's centre: ~0.1
 
 
+def test_the_expert_tours_in_episode_1_then_commands_the_true_goal() -> None:
+    """imitate_searcher.expert_commands: the searcher's tour while it lasts, then the command
+    whose goal point is the task's true goal, in every later step and episode; where commands
+    name object features, the true ones throughout."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import commanded_search
+    import imitate_searcher as im
+
+    venv = make_task_vector_env(COMMANDED_ID, 3, num_threads=1, object_command=["size", "mass"])
+    assert isinstance(venv, CommandedVectorEnv)
+    tasks = _tasks(venv, 3)
+    features = np.array([t.features() for t in tasks])
+    goals = features[:, :3]
+    labels = im.expert_commands(features, venv.commander, 150, 3)
+    assert labels.shape == (450, 3, 5)
+    np.testing.assert_allclose(
+        venv.commander.objects(labels[0])[:, [3, 4]], features[:, [6, 7]], rtol=1e-5
+    )
+    tour_end = im.START + im.HOLD * (len(commanded_search.TOUR) - 1)
+    for t in (0, im.START, im.START + im.HOLD, tour_end - 1):
+        np.testing.assert_allclose(
+            labels[t, :, :3], np.tile(commanded_search.tour_command(t, im.START, im.HOLD), (3, 1))
+        )
+    for t in (tour_end, 149, 150, 449):
+        np.testing.assert_allclose(venv.commander.goals(labels[t]), goals, atol=1e-6)
+    venv.close()
+
+
 def test_imitating_the_searcher_writes_a_run_that_evaluate_and_resume_read(
     tmp_path: Path,
 ) -> None:
-    """scripts/imitate_searcher.py: behaviour cloning of the searcher's commands lowers the
-    imitation loss and leaves an ordinary run directory (evaluated and resumed by PPO)."""
+    """scripts/imitate_searcher.py: behaviour cloning of the expert's commands lowers the
+    imitation loss, a DAgger round adds the agent's own trials, and the result is an ordinary
+    run directory (evaluated and resumed by PPO)."""
     import subprocess
     import sys
 
@@ -251,6 +316,12 @@ def test_imitating_the_searcher_writes_a_run_that_evaluate_and_resume_read(
             "3",
             "--batch",
             "3",
+            "--dagger-rounds",
+            "1",
+            "--dagger-trials",
+            "2",
+            "--dagger-epochs",
+            "1",
             *small,
         ],
         capture_output=True,
@@ -262,9 +333,11 @@ def test_imitating_the_searcher_writes_a_run_that_evaluate_and_resume_read(
     losses = [
         float(ln.split("imitation ")[1].split(",")[0])
         for ln in out.stdout.splitlines()
-        if ln.startswith("epoch")
+        if ln.startswith("cloning epoch")
     ]
     assert len(losses) == 3 and losses[-1] < losses[0]
+    assert "DAgger round 1" in out.stdout and "round 1 epoch 1" in out.stdout, out.stdout
+    assert "(8 trials)" in out.stdout  # the 6 searcher trials and the agent's 2
     cfg = EvalConfig(num_tasks=2, num_seeds=1, num_episodes=3, num_videos=0, wandb_mode="disabled")
     evaluate_checkpoint(run_dir, cfg, out_dir=tmp_path / "eval")
     assert (tmp_path / "eval" / "eval.md").is_file()
