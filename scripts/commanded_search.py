@@ -9,6 +9,7 @@ squares over a grid of the goal box. The rest of episode 1 and episodes 2 and 3 
 estimate. The goal never reaches the searcher: it reads the reward, as a meta-agent does.
 
     python scripts/commanded_search.py --tasks 200 --place-scale 10
+    python scripts/commanded_search.py --tasks 200 --told --object-command size  # the true size
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def run(
     ``seed``); ``record`` sees every step. ``told``: no search, the true goal is commanded from
     the first step (the family's ceiling: the skill's own success). ``env_kwargs``: more
     arguments of the env; where its commands also name object features (``object_command``),
-    the searcher names their training means (what the skill reads by default). Returns the success
+    the searcher names their training means (what the skill reads by default), or the true ones
+    when ``told``. Returns the success
     ``(3, tasks)``, how many goals were located and how well, and the tasks."""
     venv = make_task_vector_env(
         COMMANDED_ID,
@@ -124,6 +126,7 @@ def run(
         estimate[:] = np.array([t.goal for t in task_list])
         located[:] = True
         tour_end = 0
+        neutral = c.feature_commands(np.array([t.features()[3:] for t in task_list]))
     for k in range(3):
         for t in range(steps):
             if k == 0 and t < tour_end:
@@ -176,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--told", action="store_true", help="Add a row with the true goal commanded (the ceiling)."
     )
+    p.add_argument(
+        "--object-command",
+        nargs="*",
+        default=[],
+        help="Object features the commands also name (env object_command): the searcher names "
+        "their training means, the told row the true ones.",
+    )
     args = p.parse_args(argv)
     print(
         "| place_scale | tasks | goal located | median error | within 5 cm | success k=1 | k=2 "
@@ -186,8 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(scale, False) for scale in args.place_scale]
     if args.told:
         runs.append((args.place_scale[0], True))
+    told_label = " and ".join(["told the goal", *args.object_command])
     for scale, told in runs:
-        r = run(args.tasks, scale, args.split, args.seed, args.hold, args.start, told=told)
+        r = run(
+            args.tasks,
+            scale,
+            args.split,
+            args.seed,
+            args.hold,
+            args.start,
+            told=told,
+            env_kwargs={"object_command": args.object_command},
+        )
         s = r["success"]
         cells = []
         for values in (*s, s[2] - s[0]):
@@ -195,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{values.mean():.2f} [{ci.low:.2f}, {ci.high:.2f}]")
         err = "-" if r["median_error_cm"] is None else f"{r['median_error_cm']:.1f} cm"
         print(
-            f"| {'told the goal' if told else f'{scale:g}'} | {args.tasks} ({args.split}) | "
+            f"| {told_label if told else f'{scale:g}'} | {args.tasks} ({args.split}) | "
             f"{r['located']:.2f} | {err} | "
             f"{r['within_5cm']:.2f} | " + " | ".join(cells) + " |"
         )
