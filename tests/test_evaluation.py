@@ -701,3 +701,20 @@ def test_an_agent_trained_without_context_is_evaluated_without_it(tmp_path: Path
     evaluate_checkpoint(run, cfg, out_dir=tmp_path / "eval")
     methods = load_eval_json(tmp_path / "eval" / "eval.json")["methods"]
     assert methods["meta-agent"]["per_trial"] == methods["zero-shot"]["per_trial"]
+
+
+def test_adapted_videos_film_the_tasks_that_failed_first_and_succeeded_last() -> None:
+    """``video_tasks``: ``first`` films tasks 0, 1, ...; ``adapted`` first the tasks whose trial
+    failed in episode 1 and succeeded in episode K (any seed), then the first others."""
+    from types import SimpleNamespace
+
+    from meta_rl.evaluation.runner import _filmed_tasks
+
+    success = np.array([[1, 1, 1], [0, 0, 0], [0, 1, 1], [0, 0, 1], [1, 0, 0], [0, 0, 1]])
+    results = SimpleNamespace(task_index=np.array([0, 1, 2, 3, 4, 3]), metric=lambda name: success)
+    summary = SimpleNamespace(results=results)
+    assert _filmed_tasks(summary, 5, 2, "first") == [0, 1]  # type: ignore[arg-type]
+    assert _filmed_tasks(summary, 5, 2, "adapted") == [2, 3]  # type: ignore[arg-type]
+    assert _filmed_tasks(summary, 5, 4, "adapted") == [2, 3, 0, 1]  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="video_tasks"):
+        EvalConfig(video_tasks="best")

@@ -56,6 +56,13 @@ class EvalConfig(Config):
     num_videos: int = param(
         2, "Test tasks filmed (episode 1 beside episode K) for the agent; 0: none.", ge=0
     )
+    video_tasks: str = param(
+        "first",
+        "Which test tasks are filmed: first (tasks 0, 1, ...) or adapted (the first tasks whose "
+        "trial failed in episode 1 and succeeded in episode K, where adaptation shows; the "
+        "first tasks make up any shortfall).",
+        choices=("first", "adapted"),
+    )
     video_fps: int = param(30, "Frames per second of the videos.", ge=1)
     camera_name: str | None = param(None, "Camera of the videos; null: the env's default.")
     video_size: tuple[int, int] | None = param(

@@ -40,6 +40,7 @@ from meta_rl.evaluation.protocol import (
 )
 from meta_rl.evaluation.report import (
     EvalReport,
+    MethodResult,
     identical_seeds_note,
     markdown_table,
     summarize_method,
@@ -257,7 +258,8 @@ def _evaluate_methods(
     num_videos = min(cfg.num_videos, len(tasks))
     video_kwargs = {**base_kwargs, **clean_env_kwargs(filmed.env_kwargs), "split": cfg.split}
     skipped: list[dict[str, Any]] = []
-    for i in tqdm(range(num_videos), desc="videos", unit="task", disable=not cfg.progress_bar):
+    filmed_tasks = _filmed_tasks(summaries[0], len(tasks), num_videos, cfg.video_tasks)
+    for i in tqdm(filmed_tasks, desc="videos", unit="task", disable=not cfg.progress_bar):
         obj = describe_task(tasks[i])
         if skipped:  # the env could not film the first one: the others would fail alike
             skipped.append({"task_index": i, "error": skipped[0]["error"]})
@@ -523,3 +525,18 @@ def render_checkpoint_video(
             episode_steps=cfg.episode_steps,
             title="zero-shot" if zero_shot else "meta-agent",
         )
+
+
+def _filmed_tasks(summary: MethodResult, num_tasks: int, count: int, choice: str) -> list[int]:
+    """The ``count`` task indices to film (``EvalConfig.video_tasks``): the first ones, or
+    first those whose trials failed in episode 1 and succeeded in the last episode of
+    ``summary`` (any seed's trial), then the first others."""
+    picked: list[int] = []
+    if choice == "adapted":
+        success = summary.results.metric("success")
+        for task, row in zip(summary.results.task_index.tolist(), success, strict=True):
+            if not row[0] and row[-1] and task not in picked:
+                picked.append(int(task))
+        picked = sorted(picked)[:count]
+    rest = [i for i in range(num_tasks) if i not in picked]
+    return picked + rest[: count - len(picked)]
