@@ -54,15 +54,13 @@ HOLD, START = 15, 40
 """The searcher's tour timing (steps per waypoint, steps at the centre before it)."""
 
 
-def expert_commands(
-    features: np.ndarray, commander: Commander, steps: int, episodes: int
-) -> np.ndarray:
-    """The expert's commands ``(episodes * steps, N, commander.width)`` for tasks with true
+def expert_commands(features: np.ndarray, commander: Commander, trial_steps: int) -> np.ndarray:
+    """The expert's commands ``(trial_steps, N, commander.width)`` for trials of tasks with true
     features ``(N, 9)``: the searcher's tour during episode 1's tour, the true goal's command
     everywhere else; the true object features where the commands name them."""
     goal = (features[:, :3] - commander.centre) / commander.half_width
     target = np.concatenate([goal, commander.feature_commands(features[:, 3:])], axis=1)
-    out = np.repeat(target[None].astype(np.float32), episodes * steps, axis=0)
+    out = np.repeat(target[None].astype(np.float32), trial_steps, axis=0)
     tour_end = START + HOLD * (len(commanded_search.TOUR) - 1)
     for t in range(tour_end):
         out[t, :, :3] = commanded_search.tour_command(t, START, HOLD)
@@ -75,10 +73,15 @@ rew, next, done; and ``features`` ``(N, F)``, the true task features."""
 
 
 def demonstrations(
-    n: int, env_kwargs: dict[str, Any], seed: int, commander: Commander, chunk: int = 256
+    n: int,
+    env_kwargs: dict[str, Any],
+    num_threads: int | None,
+    seed: int,
+    commander: Commander,
+    chunk: int = 256,
 ) -> tuple[Data, float]:
-    """The searcher's trials on ``n`` train-split tasks, labelled by the expert, and the
-    searcher's mean success in episode 3."""
+    """The searcher's trials on ``n`` train-split tasks of the env with ``env_kwargs``,
+    labelled by the expert, and the searcher's mean success in episode 3."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "done")}
     tasks: list[object] = []
     success = []
@@ -101,8 +104,8 @@ def demonstrations(
             HOLD,
             START,
             record=record,
-            num_threads=env_kwargs.get("num_threads"),
-            env_kwargs={k: v for k, v in env_kwargs.items() if k != "num_threads"},
+            num_threads=num_threads,
+            env_kwargs=env_kwargs,
         )
         tasks.extend(r["tasks"])
         success.append(r["success"][2])
@@ -110,7 +113,8 @@ def demonstrations(
             parts[k].append(np.stack(steps[k]))
     out = {k: torch.as_tensor(np.concatenate(v, axis=1)) for k, v in parts.items()}
     out["features"] = task_features(tasks)
-    out["label"] = torch.as_tensor(expert_commands(out["features"].numpy(), commander, 150, 3))
+    trial_steps = out["obs"].shape[0]
+    out["label"] = torch.as_tensor(expert_commands(out["features"].numpy(), commander, trial_steps))
     return out, float(np.concatenate(success).mean())
 
 
@@ -130,9 +134,7 @@ def agent_trials(trainer: Trainer, venv: CommandedVectorEnv, seed: int) -> tuple
     )
     trainer.networks.train()
     features = task_features(tasks)
-    label = expert_commands(
-        features.numpy(), venv.commander, trainer.episode_steps, trainer.cfg.env.episodes_per_trial
-    )
+    label = expert_commands(features.numpy(), venv.commander, batch.obs.shape[0])
     data = {
         "obs": batch.obs.cpu(),
         "act": batch.env_actions.cpu(),
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     venv = trainer.venv
     assert isinstance(venv, CommandedVectorEnv)
     data, searcher_success = demonstrations(
-        args.trials, {**kwargs, "num_threads": cfg.env.num_threads}, args.seed, venv.commander
+        args.trials, kwargs, cfg.env.num_threads, args.seed, venv.commander
     )
     print(
         f"{args.trials} searcher trials ({data['obs'].shape[0]} steps each) in "

@@ -256,7 +256,7 @@ def test_the_expert_tours_in_episode_1_then_commands_the_true_goal() -> None:
     tasks = _tasks(venv, 3)
     features = np.array([t.features() for t in tasks])
     goals = features[:, :3]
-    labels = im.expert_commands(features, venv.commander, 150, 3)
+    labels = im.expert_commands(features, venv.commander, 450)
     assert labels.shape == (450, 3, 5)
     np.testing.assert_allclose(
         venv.commander.objects(labels[0])[:, [3, 4]], features[:, [6, 7]], rtol=1e-5

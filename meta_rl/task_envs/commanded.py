@@ -82,23 +82,28 @@ OBJECT_FEATURES: dict[str, tuple[int, ...]] = {
 features after the goal: ``envs.tasks.Task.features``)."""
 
 
-def _features(task_distribution: Any) -> np.ndarray:
-    """The features ``(M, 9)`` of 4,096 tasks of every split (a fixed draw)."""
-    return np.concatenate(
+def _feature_box(
+    task_distribution: Any, pad: float = GOAL_BOX_PAD
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` (9,) of the task features of every split of ``task_distribution`` (4,096
+    tasks of each, drawn with a fixed seed), the goal's 3 columns padded by ``pad`` metres."""
+    every = np.array(
         [
-            np.array(
-                [t.features() for t in task_distribution.sample(4096, s, np.random.default_rng(0))]
-            )
-            for s in task_distribution.splits
+            t.features()
+            for split in task_distribution.splits
+            for t in task_distribution.sample(4096, split, np.random.default_rng(0))
         ]
     )
+    margin = np.zeros(every.shape[1])
+    margin[:3] = pad
+    return every.min(axis=0) - margin, every.max(axis=0) + margin
 
 
 def goal_box(task_distribution: Any, pad: float = GOAL_BOX_PAD) -> tuple[np.ndarray, np.ndarray]:
     """``(low, high)`` (3,) of the goals of every split of ``task_distribution`` (4,096 tasks of
     each, drawn with a fixed seed), padded by ``pad`` metres."""
-    goals = _features(task_distribution)[:, :3]
-    return goals.min(axis=0) - pad, goals.max(axis=0) + pad
+    low, high = _feature_box(task_distribution, pad)
+    return low[:3], high[:3]
 
 
 def object_columns(names: Any) -> list[int]:
@@ -205,10 +210,7 @@ class Commander:
         ``hidden_space``, its commands spanning :func:`goal_box` and the bounding box of the
         ``object_command`` features over both splits."""
         columns = object_columns(object_command)
-        low, high = goal_box(task_distribution)
-        objects = _features(task_distribution)[:, 3:]
-        low = np.concatenate([low, objects.min(axis=0)])
-        high = np.concatenate([high, objects.max(axis=0)])
+        low, high = _feature_box(task_distribution)
         return cls(skill, int(np.prod(hidden_space.shape or (0,))), low, high, columns)
 
     def goals(self, commands: np.ndarray) -> np.ndarray:
@@ -217,11 +219,14 @@ class Commander:
 
     def objects(self, commands: np.ndarray) -> np.ndarray:
         """The object inputs ``(N, 6)`` of commands ``(N, width)``: the training means, with the
-        named columns read off the command (clipped to [-1, 1] first)."""
-        out = np.repeat(self.object_features[None], commands.shape[0], axis=0)
-        if self.columns:
-            named = np.clip(commands[:, 3:], -1.0, 1.0)
-            out[:, self.columns] = self.feature_centre + self.feature_half_width * named
+        named columns read off the command (clipped to [-1, 1] first). Read-only when no column
+        is named (the means broadcast, not copied, each step)."""
+        n = commands.shape[0]
+        if not self.columns:
+            return np.broadcast_to(self.object_features, (n, self.object_features.shape[0]))
+        out = np.repeat(self.object_features[None], n, axis=0)
+        named = np.clip(commands[:, 3:], -1.0, 1.0)
+        out[:, self.columns] = self.feature_centre + self.feature_half_width * named
         return out
 
     def feature_commands(self, features: np.ndarray) -> np.ndarray:
