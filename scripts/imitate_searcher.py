@@ -62,7 +62,7 @@ def expert_commands(features: np.ndarray, commander: Commander, trial_steps: int
     target = np.concatenate([goal, commander.feature_commands(features[:, 3:])], axis=1)
     out = np.repeat(target[None].astype(np.float32), trial_steps, axis=0)
     tour_end = START + HOLD * (len(commanded_search.TOUR) - 1)
-    for t in range(tour_end):
+    for t in range(min(tour_end, trial_steps)):  # a short trial ends inside the tour
         out[t, :, :3] = commanded_search.tour_command(t, START, HOLD)
     return out
 
@@ -179,7 +179,10 @@ def fit(
             beliefs, _ = trials.encode(nets.encoder)
             after = beliefs.features()
             prior = nets.encoder.prior(len(idx)).features().unsqueeze(0)
-            before = torch.cat([prior, after[:-1]], dim=0)  # what the agent acts on at step t
+            if cfg.encoder.use_context:
+                before = torch.cat([prior, after[:-1]], dim=0)  # what the agent acts on at step t
+            else:  # the context-off ablation: the agent always acts on the prior
+                before = prior.expand(after.shape[0], -1, -1)
             out = nets.policy(data["obs"][:, idx], nets.conditioning(before))
             bc = ((out.mean - data["label"][:, idx]) ** 2).mean()
             loss = bc

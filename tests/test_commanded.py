@@ -366,3 +366,43 @@ def test_imitating_the_searcher_writes_a_run_that_evaluate_and_resume_read(
             timeout=600,
             check=True,
         )
+
+
+@pytest.mark.parametrize("use_context", [True, False])
+def test_imitation_fits_the_policy_on_the_belief_it_acts_on(
+    tmp_path: Path, use_context: bool
+) -> None:
+    """imitate_searcher.fit conditions the policy, at step t, on the belief after steps < t
+    (the prior at t = 0); with ``encoder.use_context`` false (the context-off ablation) on the
+    prior at every step, as the agent acts."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import imitate_searcher as im
+
+    from meta_rl.training.trainer import Trainer
+
+    cfg = _cfg(tmp_path, f"env.id={COMMANDED_ID}", f"encoder.use_context={use_context}")
+    trainer = Trainer(cfg, None)
+    venv = trainer.venv
+    assert isinstance(venv, CommandedVectorEnv)
+    data, _ = im.agent_trials(trainer, venv, seed=3)
+    nets = trainer.networks
+    seen: list[torch.Tensor] = []
+    forward = nets.policy.forward
+
+    def spy(obs: torch.Tensor, cond: torch.Tensor) -> object:
+        seen.append(cond.detach().clone())
+        return forward(obs, cond)
+
+    nets.policy.forward = spy  # type: ignore[method-assign,assignment]
+    params = list(nets.encoder.parameters()) + list(nets.policy.actor.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    im.fit(trainer, data, opt, params, 1, 4, torch.Generator().manual_seed(0), "test")
+    prior = nets.encoder.prior(4).features()
+    (cond,) = seen
+    assert cond.shape[:2] == data["obs"].shape[:2]
+    torch.testing.assert_close(cond[0], prior)
+    later = (cond[1:] - prior).abs().amax()
+    assert (later == 0) if not use_context else (later > 1e-3)
+    trainer.close()
