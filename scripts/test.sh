@@ -11,4 +11,4 @@ export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 python -m ruff check meta_rl envs scripts tests examples
 python -m ruff format --check meta_rl envs scripts tests examples
 python -m mypy
-python -m pytest -q -ra -n "${TEST_WORKERS:-auto}" --dist loadgroup "$@"
+python -m pytest -q -ra --durations=15 -n "${TEST_WORKERS:-auto}" --dist loadgroup "$@"

@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from meta_rl.config import load_config
-from meta_rl.evaluation.ablations import ABLATION_CONFIGS, bench_ablations, evaluate_ablations
+from meta_rl.evaluation.ablations import (
+    ABLATION_CONFIGS,
+    bench_ablations,
+    evaluate_ablations,
+    pool_training_seeds,
+    seeds_table,
+)
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
 from meta_rl.training.checkpoint import load_checkpoint
@@ -168,11 +174,26 @@ def test_bench_train_compare_evaluates_trained_runs_together(
     )
     out = tmp_path / "cmp"
     argv = ["bench-train", "--eval-config", str(cfg), "--out", str(out)]
-    compare = ["--compare", f"maml={maml}", "--compare", f"plain={plain}"]
+    # Two runs under one name: training seeds of one configuration (here the same run twice).
+    compare = ["--compare", f"maml={maml}", "--compare", f"plain={plain},{plain}"]
     assert main([*argv, *compare, "num_tasks=2"]) == 0  # an override of the protocol
     data = json.loads((out / "eval" / "eval.json").read_text())
     assert data["protocol"]["num_tasks"] == 2
-    assert list(data["methods"]) == ["maml", "maml zero-shot", "plain", "plain zero-shot"]
+    assert list(data["methods"]) == [
+        "maml",
+        "maml zero-shot",
+        "plain #0",
+        "plain #0 zero-shot",
+        "plain #1",
+        "plain #1 zero-shot",
+    ]
+    seeds = json.loads((out / "eval" / "seeds.json").read_text())
+    assert list(seeds) == ["maml", "plain", "maml zero-shot", "plain zero-shot"]
+    assert seeds["plain"]["seeds"] == 2 and seeds["maml"]["seeds"] == 1
+    for k in range(2):  # the pooled curve of a run and its copy is the run's own
+        assert seeds["plain"]["success"][k]["mean"] == pytest.approx(
+            data["methods"]["plain #0"]["success"][k]["mean"]
+        )
     # Two rollouts per trial for the MAML agent and its control: success in steps of 1/2.
     for name in ("maml", "maml zero-shot"):
         success = [v for row in data["methods"][name]["per_trial"]["success"] for v in row]
@@ -180,6 +201,60 @@ def test_bench_train_compare_evaluates_trained_runs_together(
     assert len(data["files"]["videos"]) == 1
     assert "| maml zero-shot |" in capsys.readouterr().out
     assert main([*argv, "--compare", "nameless"]) == 2
-    assert "--compare: got 'nameless'; allowed: NAME=RUN_DIR" in capsys.readouterr().err
+    allowed = "allowed: NAME=RUN_DIR[,RUN_DIR...]"
+    assert f"--compare: got 'nameless'; {allowed}" in capsys.readouterr().err
+    assert main([*argv, "--compare", f"x={plain},"]) == 2
     assert main(["bench-train", "--compare", f"maml={maml}"]) == 2
     assert "--compare needs --eval-config" in capsys.readouterr().err
+
+
+def _report(successes: dict[str, list[list[float]]], num_seeds: int = 1):  # type: ignore[no-untyped-def]
+    """An evaluation report whose methods have the given per-trial success (trials x K), the
+    trials ordered task by task, ``num_seeds`` env seeds per task."""
+    import numpy as np
+
+    from meta_rl.evaluation.protocol import TrialResults
+    from meta_rl.evaluation.report import EvalReport, MethodResult
+
+    methods = []
+    for name, rows in successes.items():
+        x = np.asarray(rows, dtype=float)
+        n = x.shape[0]
+        results = TrialResults(
+            success=x,
+            success_final=x,
+            returns=x,
+            lengths=np.full_like(x, 10),
+            task_index=np.arange(n) // num_seeds,
+            seed_index=np.arange(n) % num_seeds,
+            physics_errors=0,
+        )
+        methods.append(MethodResult(name, "agent", None, results, curves={}, gains={}))
+    return EvalReport("e", "test", None, [], methods, {})
+
+
+def test_pooling_training_seeds_averages_tasks_and_seeds_and_keeps_each_seed() -> None:
+    """pool_training_seeds: env seeds are averaged within a task, then the mean over tasks and
+    training seeds, its two-stage interval, each seed's mean and the paired gain; a group of
+    runs evaluated on other tasks or an empty group is refused."""
+    a = [[0, 1], [0, 1], [1, 1], [1, 1], [0, 0], [0, 1], [1, 1], [0, 1]]  # 4 tasks x 2 env seeds
+    b = [[1, 1], [1, 1], [0, 1], [0, 1], [0, 0], [0, 0], [1, 1], [1, 1]]
+    report = _report({"a": a, "b": b, "short": a[:4]}, num_seeds=2)
+    pooled = pool_training_seeds(report, {"cfg": ["a", "b"]}, num_resamples=500)["cfg"]
+    assert pooled["seeds"] == 2 and pooled["members"] == ["a", "b"]
+    # Seed a, episode 1: tasks 0, 1, 0, 0.5 -> 0.375; seed b: 1, 0, 0, 1 -> 0.5.
+    assert pooled["per_seed_success"][0] == pytest.approx([0.375, 0.5])
+    assert pooled["per_seed_success"][1] == pytest.approx([0.875, 0.75])
+    assert pooled["success"][1]["mean"] == pytest.approx(0.8125)
+    assert pooled["per_seed_gain"] == pytest.approx([0.5, 0.25])
+    assert pooled["gain"]["mean"] == pytest.approx(0.375)
+    for s in (*pooled["success"], pooled["gain"]):
+        assert s["ci_low"] <= s["mean"] <= s["ci_high"]
+        assert s["n"] == 8  # 4 tasks x 2 training seeds
+    assert pooled["success"][0]["ci_low"] < pooled["success"][0]["ci_high"]
+    table = seeds_table({"cfg": pooled})
+    assert "| cfg | 2 | 0.44 [" in table and "(0.38, 0.50)" in table and "(+0.50, +0.25)" in table
+    with pytest.raises(ValueError, match="'cfg' were evaluated on different tasks"):
+        pool_training_seeds(report, {"cfg": ["a", "short"]})
+    with pytest.raises(ValueError, match="groups: 'cfg' names no evaluated method"):
+        pool_training_seeds(report, {"cfg": []})

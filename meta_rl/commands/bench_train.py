@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from meta_rl.cli import UsageError
@@ -43,11 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare",
         action="append",
         default=None,
-        metavar="NAME=RUN_DIR",
+        metavar="NAME=RUN_DIR[,RUN_DIR...]",
         help="Instead of training: evaluate these trained runs (their last checkpoints, e.g. "
         "other seeds or settings) and their zero-shot controls together under --eval-config, "
-        "into <out>/eval, and print the table (repeatable). The positional overrides then "
-        "change the evaluation protocol (e.g. num_tasks=300).",
+        "into <out>/eval, and print the table (repeatable). Runs joined by commas under one "
+        "name are training seeds of one configuration: each is evaluated (as 'NAME #i') and "
+        "they are also pooled (<out>/eval/seeds.md and seeds.json). The positional overrides "
+        "then change the evaluation protocol (e.g. num_tasks=300).",
     )
     parser.add_argument(
         "--jobs",
@@ -70,7 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _compare_runs(args: argparse.Namespace) -> int:
     from meta_rl.config import load_config
-    from meta_rl.evaluation.ablations import evaluate_ablations
+    from meta_rl.evaluation.ablations import (
+        evaluate_ablations,
+        pool_training_seeds,
+        seeds_table,
+    )
     from meta_rl.evaluation.config import EvalConfig
 
     if args.ablations is not None or args.meta_update_cost or args.jobs != 1:
@@ -80,19 +87,42 @@ def _compare_runs(args: argparse.Namespace) -> int:
     if not args.eval_config:
         raise UsageError("--compare needs --eval-config (e.g. configs/eval/ablations.yaml)")
     runs: dict[str, Path] = {}
+    groups: dict[str, list[str]] = {}
     for item in args.compare:
-        name, sep, run_dir = item.partition("=")
-        if not sep or not name or not run_dir:
-            raise UsageError(f"--compare: got {item!r}; allowed: NAME=RUN_DIR")
-        if name in runs:
+        name, sep, run_dirs = item.partition("=")
+        dirs = run_dirs.split(",")
+        if not sep or not name or not all(dirs):
+            raise UsageError(f"--compare: got {item!r}; allowed: NAME=RUN_DIR[,RUN_DIR...]")
+        if name in groups:
             raise UsageError(f"--compare: the name {name!r} is given twice; names must be unique")
-        runs[name] = Path(run_dir)
+        # Several runs under one name are training seeds of one configuration.
+        groups[name] = [name] if len(dirs) == 1 else [f"{name} #{i}" for i in range(len(dirs))]
+        runs.update(zip(groups[name], map(Path, dirs), strict=True))
     out = Path(args.out) / "eval"
     # The positional overrides are the evaluation protocol's here (e.g. num_tasks=300).
     eval_cfg = load_config(EvalConfig, args.eval_config, list(args.overrides))
-    evaluate_ablations(runs, eval_cfg, out)
+    report = evaluate_ablations(runs, eval_cfg, out)
     print((out / "eval.md").read_text())
     print(f"wrote {out / 'eval.json'} and eval.md")
+    if any(len(members) > 1 for members in groups.values()):
+        if eval_cfg.zero_shot:
+            groups.update(
+                {f"{n} zero-shot": [f"{m} zero-shot" for m in ms] for n, ms in list(groups.items())}
+            )
+        pooled = pool_training_seeds(
+            report,
+            groups,
+            confidence_level=eval_cfg.confidence_level,
+            num_resamples=eval_cfg.num_bootstrap,
+        )
+        table = seeds_table(pooled)
+        (out / "seeds.json").write_text(json.dumps(pooled, indent=2))
+        (out / "seeds.md").write_text(
+            "Success per episode pooled over training seeds: mean [95% interval over tasks and "
+            "training seeds] (each seed's mean).\n\n" + table + "\n"
+        )
+        print(table)
+        print(f"wrote {out / 'seeds.json'} and seeds.md")
     return 0
 
 
@@ -136,8 +166,6 @@ def _run_ablations(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    import json
-
     from meta_rl.experiment import load_experiment
     from meta_rl.training.benchmark import VARIANT_CONFIGS
     from meta_rl.training.profile import format_profile, profile_training

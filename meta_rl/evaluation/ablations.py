@@ -19,12 +19,21 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.report import EvalReport
 from meta_rl.logging import read_metrics
 from meta_rl.training.benchmark import exit_with_parent, short_run_config, timed_train
 
-__all__ = ["ABLATION_CONFIGS", "ablation_table", "bench_ablations", "evaluate_ablations"]
+__all__ = [
+    "ABLATION_CONFIGS",
+    "ablation_table",
+    "bench_ablations",
+    "evaluate_ablations",
+    "pool_training_seeds",
+    "seeds_table",
+]
 
 ABLATION_CONFIGS: dict[str, str] = {
     "full": "ablations/full.yaml",
@@ -196,3 +205,83 @@ def evaluate_ablations(
             )
     assert env is not None
     return evaluate_methods(methods, env_id=env[0], cfg=cfg, out_dir=out_dir, env_kwargs=env[1])
+
+
+def pool_training_seeds(
+    report: EvalReport,
+    groups: dict[str, list[str]],
+    *,
+    confidence_level: float = 0.95,
+    num_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Pool the runs of one configuration trained with different seeds.
+
+    ``groups`` maps a configuration's name to the names of its evaluated methods in ``report``
+    (one per training seed; all on the same held-out tasks). For each configuration the success
+    of every episode k and the gain (episode K minus episode 1) are averaged over the env seeds
+    of each task, then summarised over the ``(num_tasks, num_training_seeds)`` array: the mean
+    over tasks and training seeds and a two-stage bootstrap interval (tasks, then training seeds
+    within a task; :func:`~meta_rl.evaluation.stats.hierarchical_bootstrap_ci`), beside each
+    seed's own mean. With a handful of seeds the interval is mostly the tasks' spread; the
+    per-seed means show the seeds' own.
+
+    Raises ``ValueError`` for an empty group, or a group whose methods saw other tasks.
+    """
+    from meta_rl.evaluation.stats import summarize, summarize_per_episode
+
+    rng = np.random.default_rng(seed)
+    pooled: dict[str, dict[str, Any]] = {}
+    for name, members in groups.items():
+        if not members:
+            raise ValueError(f"groups: {name!r} names no evaluated method")
+        per_task = []
+        for member in members:
+            by = report.method(member).results.by_task_and_seed("success")
+            per_task.append(by.mean(axis=1))  # (num_tasks, K): over env seeds
+        shapes = {a.shape for a in per_task}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"groups: the runs of {name!r} were evaluated on different tasks ({shapes}); "
+                "pool runs of one evaluation"
+            )
+        x = np.stack(per_task, axis=1)  # (num_tasks, seeds, K)
+        level, resamples = confidence_level, num_resamples
+        curve = summarize_per_episode(x, rng, confidence_level=level, num_resamples=resamples)
+        gain = summarize(
+            x[..., -1] - x[..., 0], rng, confidence_level=level, num_resamples=resamples
+        )
+        pooled[name] = {
+            "members": list(members),
+            "seeds": len(members),
+            "success": [s.to_dict() for s in curve],
+            "gain": gain.to_dict(),
+            "per_seed_success": x.mean(axis=0).T.tolist(),  # (K, seeds)
+            "per_seed_gain": (x[..., -1] - x[..., 0]).mean(axis=0).tolist(),
+        }
+    return pooled
+
+
+def seeds_table(pooled: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of :func:`pool_training_seeds`: per configuration, the seed count, the
+    pooled success of each episode with its interval (each seed's in brackets) and the gain."""
+    k = max(len(p["success"]) for p in pooled.values())
+    lines = [
+        "| configuration | training seeds | "
+        + " | ".join(f"success ep{i}" for i in range(1, k + 1))
+        + f" | gain ep{k} - ep1 |",
+        "|" + " --- |" * (k + 3),
+    ]
+
+    def cell(s: dict[str, Any], seeds: list[float], sign: str = "") -> str:
+        each = ", ".join(f"{v:{sign}.2f}" for v in seeds)
+        return f"{s['mean']:{sign}.2f} [{s['ci_low']:{sign}.2f}, {s['ci_high']:{sign}.2f}] ({each})"
+
+    for name, p in pooled.items():
+        eps = [cell(s, p["per_seed_success"][i]) for i, s in enumerate(p["success"])]
+        lines.append(
+            f"| {name} | {p['seeds']} | "
+            + " | ".join(eps)
+            + f" | {cell(p['gain'], p['per_seed_gain'], '+')} |"
+        )
+    return "\n".join(lines)
