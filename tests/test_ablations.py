@@ -187,6 +187,7 @@ def test_bench_train_compare_evaluates_trained_runs_together(
         "plain #1",
         "plain #1 zero-shot",
     ]
+    assert (out / "eval" / "seeds.png").stat().st_size > 0
     seeds = json.loads((out / "eval" / "seeds.json").read_text())
     assert list(seeds) == ["maml", "plain", "maml zero-shot", "plain zero-shot"]
     assert seeds["plain"]["seeds"] == 2 and seeds["maml"]["seeds"] == 1

@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "other seeds or settings) and their zero-shot controls together under --eval-config, "
         "into <out>/eval, and print the table (repeatable). Runs joined by commas under one "
         "name are training seeds of one configuration: each is evaluated (as 'NAME #i') and "
-        "they are also pooled (<out>/eval/seeds.md and seeds.json). The positional overrides "
-        "then change the evaluation protocol (e.g. num_tasks=300).",
+        "they are also pooled (<out>/eval/seeds.md, seeds.json and seeds.png). The positional "
+        "overrides then change the evaluation protocol (e.g. num_tasks=300).",
     )
     parser.add_argument(
         "--jobs",
@@ -79,6 +79,8 @@ def _compare_runs(args: argparse.Namespace) -> int:
         seeds_table,
     )
     from meta_rl.evaluation.config import EvalConfig
+    from meta_rl.evaluation.plots import plot_adaptation_curve
+    from meta_rl.evaluation.stats import Summary
 
     if args.ablations is not None or args.meta_update_cost or args.jobs != 1:
         raise UsageError(
@@ -116,13 +118,25 @@ def _compare_runs(args: argparse.Namespace) -> int:
             num_resamples=eval_cfg.num_bootstrap,
         )
         table = seeds_table(pooled)
+        curves = {
+            f"{name} ({p['seeds']} seed{'s' * (p['seeds'] > 1)})": [
+                Summary(**s) for s in p["success"]
+            ]
+            for name, p in pooled.items()
+        }
+        plot_adaptation_curve(
+            curves,
+            out / "seeds.png",
+            title="held-out success, pooled over training seeds",
+            confidence_level=eval_cfg.confidence_level,
+        )
         (out / "seeds.json").write_text(json.dumps(pooled, indent=2))
         (out / "seeds.md").write_text(
             "Success per episode pooled over training seeds: mean [95% interval over tasks and "
             "training seeds] (each seed's mean).\n\n" + table + "\n"
         )
         print(table)
-        print(f"wrote {out / 'seeds.json'} and seeds.md")
+        print(f"wrote {out / 'seeds.json'}, seeds.md and seeds.png")
     return 0
 
 
