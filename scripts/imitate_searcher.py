@@ -177,12 +177,11 @@ def fit(
                 mask=torch.ones(obs.shape[:2], dtype=torch.bool),
             )
             beliefs, _ = trials.encode(nets.encoder)
-            after = beliefs.features()
-            prior = nets.encoder.prior(len(idx)).features().unsqueeze(0)
-            if cfg.encoder.use_context:
-                before = torch.cat([prior, after[:-1]], dim=0)  # what the agent acts on at step t
+            if cfg.encoder.use_context:  # what the agent acts on at step t: the belief before it
+                before = nets.encoder.beliefs_with_prior(beliefs).features()[:-1]
             else:  # the context-off ablation: the agent always acts on the prior
-                before = prior.expand(after.shape[0], -1, -1)
+                prior = nets.encoder.prior(len(idx)).features()
+                before = prior.expand(beliefs.mean.shape[0], -1, -1)
             out = nets.policy(data["obs"][:, idx], nets.conditioning(before))
             bc = ((out.mean - data["label"][:, idx]) ** 2).mean()
             loss = bc

@@ -132,8 +132,9 @@ def _compare_runs(args: argparse.Namespace) -> int:
         )
         (out / "seeds.json").write_text(json.dumps(pooled, indent=2))
         (out / "seeds.md").write_text(
-            "Success per episode pooled over training seeds: mean [95% interval over tasks and "
-            "training seeds] (each seed's mean).\n\n" + table + "\n"
+            "Success per episode pooled over training seeds: mean "
+            f"[{round(eval_cfg.confidence_level * 100)}% interval over tasks and training seeds] "
+            "(each seed's mean).\n\n" + table + "\n"
         )
         print(table)
         print(f"wrote {out / 'seeds.json'}, seeds.md and seeds.png")

@@ -247,17 +247,16 @@ def pool_training_seeds(
             )
         x = np.stack(per_task, axis=1)  # (num_tasks, seeds, K)
         level, resamples = confidence_level, num_resamples
+        gains = x[..., -1] - x[..., 0]  # (num_tasks, seeds)
         curve = summarize_per_episode(x, rng, confidence_level=level, num_resamples=resamples)
-        gain = summarize(
-            x[..., -1] - x[..., 0], rng, confidence_level=level, num_resamples=resamples
-        )
+        gain = summarize(gains, rng, confidence_level=level, num_resamples=resamples)
         pooled[name] = {
             "members": list(members),
             "seeds": len(members),
             "success": [s.to_dict() for s in curve],
             "gain": gain.to_dict(),
             "per_seed_success": x.mean(axis=0).T.tolist(),  # (K, seeds)
-            "per_seed_gain": (x[..., -1] - x[..., 0]).mean(axis=0).tolist(),
+            "per_seed_gain": gains.mean(axis=0).tolist(),
         }
     return pooled
 
