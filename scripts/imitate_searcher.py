@@ -17,6 +17,14 @@ action), the expert labels every step it visited, and the agent is refitted on a
 so it learns to recover from its own mistakes, which cloning the searcher's states alone does
 not teach.
 
+The full agent of the design (``maml.enabled`` with ``maml.inner_loss: task_model``): the task
+model's reward decoder is also fitted, on the trials' beliefs (detached: the belief stays what
+imitation makes it), and the policy adapts after each episode by a Meta-SGD step on the inner
+loss, the reward the decoder predicts for the policy's commands given the belief at the
+episode's end. The imitation loss of the later episodes is taken at the adapted parameters, so
+the meta-parameters and the step sizes learn an inner step that helps the commands; the agent
+adapts so when it collects the DAgger trials and when it is evaluated.
+
 The result is an ordinary run directory: ``metarl evaluate --checkpoint RUN`` reads it and
 ``metarl train --resume RUN`` fine-tunes it with PPO.
 
@@ -40,8 +48,10 @@ sys.path.insert(0, str(ROOT))
 
 import commanded_search  # noqa: E402  (its neighbour: scripts/ is on the path when run)
 
+from meta_rl.agent.maml import LossFn, TaskModelBatch, functional_model  # noqa: E402
+from meta_rl.agent.meta_agent import AgentNetworks  # noqa: E402
 from meta_rl.agent.privileged import inference_targets  # noqa: E402
-from meta_rl.agent.task_model import TrialTensors  # noqa: E402
+from meta_rl.agent.task_model import TrialTensors, elbo_loss  # noqa: E402
 from meta_rl.experiment import load_experiment  # noqa: E402
 from meta_rl.runs import prepare_run_dir, save_config  # noqa: E402
 from meta_rl.task_envs.commanded import COMMANDED_ID, CommandedVectorEnv, Commander  # noqa: E402
@@ -147,6 +157,44 @@ def agent_trials(trainer: Trainer, venv: CommandedVectorEnv, seed: int) -> tuple
     return data, float(batch.episode_success[-1].mean())
 
 
+def adapted_means(
+    nets: AgentNetworks,
+    inner_loss: LossFn,
+    obs: torch.Tensor,
+    next_obs: torch.Tensor,
+    cond: torch.Tensor,
+    beliefs: torch.Tensor,
+    episodes: int,
+) -> torch.Tensor:
+    """The policy's mean commands ``(T, B, A)`` on trials ``obs`` and ``next_obs`` ``(T, B,
+    obs_dim)`` with conditioning ``cond`` ``(T, B, C)``, acting as the MAML agent does: the
+    meta-parameters in episode 1, then after each episode k that ``maml.adapts_after(k)`` one
+    Meta-SGD adaptation on that episode's inner batch (``TaskModelBatch`` as
+    :meth:`MetaAgent._inner_batch` builds it: the episode's observations and conditioning,
+    detached, and ``beliefs`` ``(T, B, d)``, the belief means, at its last step).
+    Differentiable in the meta-parameters and step sizes."""
+    maml = nets.maml
+    assert maml is not None
+    steps = obs.shape[0] // episodes
+    model = torch.func.vmap(functional_model(nets.policy))
+    x, nx, c = obs.transpose(0, 1), next_obs.transpose(0, 1), cond.transpose(0, 1)  # task-major
+    params = maml.init_params(x.shape[0])
+    means = []
+    for k in range(episodes):
+        sl = slice(k * steps, (k + 1) * steps)
+        means.append(model(params, x[:, sl], c[:, sl]).mean)
+        if k < episodes - 1 and maml.adapts_after(k):
+            with torch.no_grad():
+                inputs = (x[:, sl], c[:, sl], nets.normalize(x[:, sl]), nets.normalize(nx[:, sl]))
+            inner = TaskModelBatch(
+                obs=inputs,
+                context=beliefs[(k + 1) * steps - 1].detach(),
+                mask=torch.ones(x.shape[0], steps, dtype=torch.bool),
+            )
+            params = maml.adapt(params, inner_loss, inner)
+    return torch.cat(means, dim=1).transpose(0, 1)
+
+
 def fit(
     trainer: Trainer,
     data: Data,
@@ -156,15 +204,18 @@ def fit(
     batch: int,
     gen: torch.Generator,
     log: str,
+    model_opt: torch.optim.Optimizer | None = None,
 ) -> None:
-    """``epochs`` passes of behaviour cloning (and task inference) over ``data``."""
+    """``epochs`` passes of behaviour cloning (and task inference) over ``data``; with MAML
+    (``model_opt``, the task decoder's optimiser) the imitation loss is taken at the adapted
+    parameters (:func:`adapted_means`) and the decoder is fitted on the detached beliefs."""
     nets, cfg = trainer.networks, trainer.cfg
     head = nets.task_head
     weight = cfg.privileged.task_inference_weight
     n = data["obs"].shape[1]
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
-        bc_sum, ti_sum, count = 0.0, 0.0, 0
+        bc_sum, ti_sum, model_sum, count = 0.0, 0.0, 0.0, 0
         for lo in range(0, n, batch):
             idx = order[lo : lo + batch]
             obs = nets.normalize(data["obs"][:, idx])
@@ -182,8 +233,28 @@ def fit(
             else:  # the context-off ablation: the agent always acts on the prior
                 prior = nets.encoder.prior(len(idx)).features()
                 before = prior.expand(beliefs.mean.shape[0], -1, -1)
-            out = nets.policy(data["obs"][:, idx], nets.conditioning(before))
-            bc = ((out.mean - data["label"][:, idx]) ** 2).mean()
+            if model_opt is not None:
+                assert trainer.agent.inner_loss is not None
+                # The reward decoder, on the beliefs as they are (it does not shape them).
+                terms = elbo_loss(
+                    nets.encoder, nets.decoder, trials, cfg.task_model, gen, beliefs.detach()
+                )
+                model_opt.zero_grad()
+                terms.total.backward()
+                model_opt.step()
+                model_sum += float(terms.reward_loss.detach()) * len(idx)
+                mean = adapted_means(
+                    nets,
+                    trainer.agent.inner_loss,
+                    data["obs"][:, idx],
+                    data["next"][:, idx],
+                    nets.conditioning(before),
+                    beliefs.mean,
+                    cfg.env.episodes_per_trial,
+                )
+            else:
+                mean = nets.policy(data["obs"][:, idx], nets.conditioning(before)).mean
+            bc = ((mean - data["label"][:, idx]) ** 2).mean()
             loss = bc
             ti = torch.zeros(())
             if head is not None and weight > 0:
@@ -197,9 +268,20 @@ def fit(
             bc_sum += float(bc.detach()) * len(idx)
             ti_sum += float(ti.detach()) * len(idx)
             count += len(idx)
+        extra = ""
+        if model_opt is not None:
+            assert nets.maml is not None
+            sizes = [
+                float(v.detach().abs().mean()) if isinstance(v, torch.Tensor) else abs(v)
+                for v in nets.maml.step_sizes().values()
+            ]
+            extra = (
+                f", task model reward {model_sum / count:.4f}, mean step size "
+                f"{float(np.mean(sizes)):.4f}"
+            )
         print(
             f"{log} epoch {epoch + 1}: imitation {bc_sum / count:.4f}, task inference "
-            f"{ti_sum / count:.4f} ({n} trials)",
+            f"{ti_sum / count:.4f}{extra} ({n} trials)",
             flush=True,
         )
 
@@ -233,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
             f"env: got {cfg.env.id} with command={kwargs.get('command', 'goal')!r}; allowed: "
             f"{COMMANDED_ID} with command 'goal' (the searcher names goal points)"
         )
+    if cfg.maml.enabled and cfg.maml.inner_loss != "task_model":
+        raise SystemExit(
+            f"maml.inner_loss: got {cfg.maml.inner_loss!r}; allowed with imitation: 'task_model' "
+            "(the policy-gradient inner loss needs a critic, which imitation does not fit)"
+        )
+    if cfg.maml.enabled and cfg.maml.rollouts_per_task != 1:
+        raise SystemExit(
+            f"maml.rollouts_per_task: got {cfg.maml.rollouts_per_task}; allowed with imitation: 1"
+        )
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, None)
@@ -256,9 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     params = list(nets.encoder.parameters()) + list(nets.policy.actor.parameters())
     if nets.task_head is not None:
         params += list(nets.task_head.parameters())
+    model_opt = None
+    if nets.maml is not None:
+        params += list(nets.maml.parameters())  # the step sizes (none when fixed)
+        model_opt = torch.optim.Adam(nets.decoder.parameters(), lr=cfg.task_model.lr)
     opt = torch.optim.Adam(params, lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
-    fit(trainer, data, opt, params, args.epochs, args.batch, gen, "cloning")
+    fit(trainer, data, opt, params, args.epochs, args.batch, gen, "cloning", model_opt)
     env_steps = int(data["obs"].shape[0] * data["obs"].shape[1])
     if args.dagger_rounds:
         dagger_venv = make_task_vector_env(
@@ -274,7 +369,17 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             data = {k: torch.cat([data[k], new[k]], dim=0 if k == "features" else 1) for k in data}
-            fit(trainer, data, opt, params, args.dagger_epochs, args.batch, gen, f"round {r + 1}")
+            fit(
+                trainer,
+                data,
+                opt,
+                params,
+                args.dagger_epochs,
+                args.batch,
+                gen,
+                f"round {r + 1}",
+                model_opt,
+            )
         dagger_venv.close()
     trainer.counters.iteration = 1
     trainer.counters.env_steps = env_steps

@@ -16,6 +16,7 @@ import torch
 from test_privileged import _cfg
 
 import envs  # noqa: F401  (registers the ids)
+from meta_rl.agent.task_model import TrialTensors
 from meta_rl.task_envs.commanded import (
     COMMANDED_ID,
     CommandedVectorEnv,
@@ -405,4 +406,58 @@ def test_imitation_fits_the_policy_on_the_belief_it_acts_on(
     torch.testing.assert_close(cond[0], prior)
     later = (cond[1:] - prior).abs().amax()
     assert (later == 0) if not use_context else (later > 1e-3)
+    trainer.close()
+
+
+def test_imitation_with_maml_replays_the_adaptation_the_agent_acts_with(tmp_path: Path) -> None:
+    """With ``maml.enabled`` (the task-model inner loss), imitate_searcher.adapted_means gives,
+    on the agent's own recorded trials, the commands the agent acted with: the meta-parameters
+    in episode 1, the parameters adapted after episodes 1 and 2 in episodes 2 and 3; and the
+    imitation loss reaches the Meta-SGD step sizes through the inner step."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import imitate_searcher as im
+
+    from meta_rl.training.trainer import Trainer
+
+    cfg = _cfg(
+        tmp_path,
+        f"env.id={COMMANDED_ID}",
+        "env.episodes_per_trial=3",
+        "maml.enabled=true",
+        "maml.inner_loss=task_model",
+        "maml.inner_lr=0.5",
+    )
+    trainer = Trainer(cfg, None)
+    venv = trainer.venv
+    assert isinstance(venv, CommandedVectorEnv)
+    data, _ = im.agent_trials(trainer, venv, seed=3)
+    nets, agent = trainer.networks, trainer.agent
+    assert agent.inner_loss is not None and nets.maml is not None
+    obs = nets.normalize(data["obs"])
+    trials = TrialTensors(
+        obs=obs,
+        action=data["act"],
+        reward=nets.normalize_reward(data["rew"]),
+        next_obs=nets.normalize(data["next"]),
+        done=data["done"],
+        mask=torch.ones(obs.shape[:2], dtype=torch.bool),
+    )
+    beliefs, _ = trials.encode(nets.encoder)
+    cond = nets.conditioning(nets.encoder.beliefs_with_prior(beliefs).features()[:-1])
+    means = im.adapted_means(
+        nets, agent.inner_loss, data["obs"], data["next"], cond, beliefs.mean, episodes=3
+    )
+    low, high = torch.as_tensor(agent.action_low), torch.as_tensor(agent.action_high)
+    torch.testing.assert_close(
+        torch.clamp(means.detach(), low, high), data["act"], atol=1e-4, rtol=1e-4
+    )
+    unadapted = nets.policy(data["obs"], cond).mean.detach()
+    steps = obs.shape[0] // 3
+    torch.testing.assert_close(means[:steps].detach(), unadapted[:steps])
+    assert (means[steps:].detach() - unadapted[steps:]).abs().amax() > 1e-4  # it adapted
+    means.square().sum().backward()
+    grads = [p.grad for p in nets.maml.parameters()]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     trainer.close()
