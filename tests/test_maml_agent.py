@@ -336,3 +336,30 @@ def test_maml_training_runs_on_the_gpu(tmp_path: Path) -> None:
     last = read_metrics(run_dir)[-1]
     assert np.isfinite(last["losses/policy_loss"])
     assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
+
+
+def test_evaluation_with_no_maml_runs_the_same_agent_without_its_inner_step(
+    tmp_path: Path,
+) -> None:
+    """``no_maml`` adds the MAML-off ablation: the same networks and belief, episode 1 exactly
+    the agent's (both act with the meta-parameters), the later ones without the inner step; a
+    checkpoint trained without MAML is refused, naming the field."""
+    from meta_rl.evaluation.config import EvalConfig
+    from meta_rl.evaluation.runner import evaluate_checkpoint
+
+    agent = _agent(_cfg(tmp_path, "maml.inner_loss=task_model"))
+    off = agent.without_maml()
+    assert off.networks is agent.networks and off.use_context and off.maml is None
+    run_dir = train(_cfg(tmp_path, "maml.inner_loss=task_model", "train.iterations=1"))
+    cfg = EvalConfig(
+        num_tasks=4, num_seeds=1, num_episodes=3, no_maml=True, num_videos=0, wandb_mode="disabled"
+    )
+    report = evaluate_checkpoint(run_dir, cfg, out_dir=tmp_path / "eval")
+    by_name = {m.name: m for m in report.methods}
+    assert set(by_name) == {"meta-agent", "zero-shot", "no-maml"}
+    ret = {n: m.results.returns for n, m in by_name.items()}  # (trials, K)
+    np.testing.assert_array_equal(ret["meta-agent"][..., 0], ret["no-maml"][..., 0])
+    assert not np.array_equal(ret["meta-agent"][..., 1:], ret["no-maml"][..., 1:])
+    plain = train(_cfg(tmp_path / "plain", "maml.enabled=false", "train.iterations=1"))
+    with pytest.raises(ValueError, match="no_maml"):
+        evaluate_checkpoint(plain, cfg, out_dir=tmp_path / "eval2")

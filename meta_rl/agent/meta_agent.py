@@ -543,6 +543,25 @@ class MetaAgent:
             adapt=False,
         )
 
+    def without_maml(self) -> MetaAgent:
+        """The MAML-off ablation of a MAML agent: a new agent over the same networks (shared),
+        with its belief as trained, whose policy never runs the inner loop, so the
+        meta-parameters act in every episode; what it loses against this agent is what the inner
+        step adds. Raises ``ValueError`` for an agent without MAML."""
+        if self.networks.maml is None:
+            raise ValueError(
+                "without_maml: the agent has no MAML inner loop (trained with maml.enabled false)"
+            )
+        return MetaAgent(
+            self.networks,
+            self.config,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            device=self.device,
+            use_context=self.use_context,
+            adapt=False,
+        )
+
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> MetaAgent:
         """Load an agent from a checkpoint file, or a run directory (its best, else last)."""

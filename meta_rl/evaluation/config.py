@@ -40,6 +40,11 @@ class EvalConfig(Config):
     zero_shot: bool = param(
         True, "Also evaluate the agent with adaptation switched off (zero-shot baseline)."
     )
+    no_maml: bool = param(
+        False,
+        "Also evaluate a MAML agent with its inner loop off (belief on, the meta-parameters in "
+        "every episode): what the inner step adds. Only for checkpoints trained with MAML.",
+    )
     baselines: tuple[str, ...] = param(
         (), "SB3 baseline run dirs or model zips (from `metarl baselines`) to evaluate too."
     )

@@ -377,8 +377,9 @@ def evaluate_checkpoint(
     (default the checkpoint's run directory, beside its training run).
 
     Methods: ``meta-agent`` (adapting), ``zero-shot`` (same agent, context encoder off) when
-    ``cfg.zero_shot``, every SB3 baseline in ``cfg.baselines``, and ``scratch-ppo`` when
-    ``cfg.scratch_ppo``. Raises ``FileNotFoundError`` for a missing checkpoint or baseline and
+    ``cfg.zero_shot``, ``no-maml`` (same agent, MAML's inner loop off) when ``cfg.no_maml``,
+    every SB3 baseline in ``cfg.baselines``, and ``scratch-ppo`` when ``cfg.scratch_ppo``.
+    Raises ``FileNotFoundError`` for a missing checkpoint or baseline and
     ``ValueError`` for one of another environment than ``cfg.env_id`` (or the agent's).
     """
     cfg = cfg or EvalConfig()
@@ -406,6 +407,13 @@ def evaluate_checkpoint(
                 source=str(file),
             )
         )
+    if cfg.no_maml:
+        if agent.networks.maml is None:
+            raise ValueError(
+                f"no_maml: checkpoint {str(file)!r} was trained without MAML (maml.enabled "
+                "false); set no_maml: false"
+            )
+        methods.append(Method("no-maml", agent.without_maml(), kind="ablation", source=str(file)))
     from meta_rl.baselines.train import load_baseline
 
     for path in cfg.baselines:
