@@ -161,35 +161,37 @@ def adapted_means(
     nets: AgentNetworks,
     inner_loss: LossFn,
     obs: torch.Tensor,
-    next_obs: torch.Tensor,
+    trials: TrialTensors,
     cond: torch.Tensor,
     beliefs: torch.Tensor,
     episodes: int,
 ) -> torch.Tensor:
-    """The policy's mean commands ``(T, B, A)`` on trials ``obs`` and ``next_obs`` ``(T, B,
-    obs_dim)`` with conditioning ``cond`` ``(T, B, C)``, acting as the MAML agent does: the
-    meta-parameters in episode 1, then after each episode k that ``maml.adapts_after(k)`` one
-    Meta-SGD adaptation on that episode's inner batch (``TaskModelBatch`` as
-    :meth:`MetaAgent._inner_batch` builds it: the episode's observations and conditioning,
+    """The policy's mean commands ``(T, B, A)`` on trials ``obs`` ``(T, B, obs_dim)`` (as the
+    policy reads them; ``trials`` holds them and the next observations normalised, as the
+    encoder and the task model read them) with conditioning ``cond`` ``(T, B, C)``, acting as
+    the MAML agent does: the meta-parameters in episode 1, then after each episode k that
+    ``maml.adapts_after(k)`` one Meta-SGD adaptation on that episode's inner batch
+    (``TaskModelBatch`` as :meth:`MetaAgent._inner_batch` builds it: the episode's inputs,
     detached, and ``beliefs`` ``(T, B, d)``, the belief means, at its last step).
     Differentiable in the meta-parameters and step sizes."""
     maml = nets.maml
     assert maml is not None
     steps = obs.shape[0] // episodes
     model = torch.func.vmap(functional_model(nets.policy))
-    x, nx, c = obs.transpose(0, 1), next_obs.transpose(0, 1), cond.transpose(0, 1)  # task-major
+    # Task-major for vmap; the inner batches' inputs are constants, as the agent records them.
+    x, c = obs.transpose(0, 1), cond.transpose(0, 1)
+    norm, norm_next = (t.detach().transpose(0, 1) for t in (trials.obs, trials.next_obs))
+    mask = torch.ones(x.shape[0], steps, dtype=torch.bool)
     params = maml.init_params(x.shape[0])
     means = []
     for k in range(episodes):
         sl = slice(k * steps, (k + 1) * steps)
         means.append(model(params, x[:, sl], c[:, sl]).mean)
         if k < episodes - 1 and maml.adapts_after(k):
-            with torch.no_grad():
-                inputs = (x[:, sl], c[:, sl], nets.normalize(x[:, sl]), nets.normalize(nx[:, sl]))
             inner = TaskModelBatch(
-                obs=inputs,
+                obs=(x[:, sl], c[:, sl].detach(), norm[:, sl], norm_next[:, sl]),
                 context=beliefs[(k + 1) * steps - 1].detach(),
-                mask=torch.ones(x.shape[0], steps, dtype=torch.bool),
+                mask=mask,
             )
             params = maml.adapt(params, inner_loss, inner)
     return torch.cat(means, dim=1).transpose(0, 1)
@@ -247,7 +249,7 @@ def fit(
                     nets,
                     trainer.agent.inner_loss,
                     data["obs"][:, idx],
-                    data["next"][:, idx],
+                    trials,
                     nets.conditioning(before),
                     beliefs.mean,
                     cfg.env.episodes_per_trial,

@@ -447,7 +447,7 @@ def test_imitation_with_maml_replays_the_adaptation_the_agent_acts_with(tmp_path
     beliefs, _ = trials.encode(nets.encoder)
     cond = nets.conditioning(nets.encoder.beliefs_with_prior(beliefs).features()[:-1])
     means = im.adapted_means(
-        nets, agent.inner_loss, data["obs"], data["next"], cond, beliefs.mean, episodes=3
+        nets, agent.inner_loss, data["obs"], trials, cond, beliefs.mean, episodes=3
     )
     low, high = torch.as_tensor(agent.action_low), torch.as_tensor(agent.action_high)
     torch.testing.assert_close(

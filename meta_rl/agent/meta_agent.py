@@ -533,15 +533,7 @@ class MetaAgent:
         with its own trial state and a fresh generator seeded as :meth:`from_checkpoint` seeds
         it, whose policy sees the prior in place of the belief and never runs the MAML inner
         loop, so the meta-parameters act in every episode of a trial."""
-        return MetaAgent(
-            self.networks,
-            self.config,
-            action_low=self.action_low,
-            action_high=self.action_high,
-            device=self.device,
-            use_context=False,
-            adapt=False,
-        )
+        return self._sibling(use_context=False)
 
     def without_maml(self) -> MetaAgent:
         """The MAML-off ablation of a MAML agent: a new agent over the same networks (shared),
@@ -552,13 +544,18 @@ class MetaAgent:
             raise ValueError(
                 "without_maml: the agent has no MAML inner loop (trained with maml.enabled false)"
             )
+        return self._sibling(use_context=self.use_context)
+
+    def _sibling(self, *, use_context: bool) -> MetaAgent:
+        """A new agent over the same networks that never runs the MAML inner loop, with its own
+        trial state and a fresh generator seeded as :meth:`from_checkpoint` seeds it."""
         return MetaAgent(
             self.networks,
             self.config,
             action_low=self.action_low,
             action_high=self.action_high,
             device=self.device,
-            use_context=self.use_context,
+            use_context=use_context,
             adapt=False,
         )
 
