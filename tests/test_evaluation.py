@@ -56,6 +56,7 @@ METHOD_KEYS = {
     "gain",
     "per_trial",
     "breakdown",
+    "vs_reference",
 }
 SUMMARY_KEYS = {"episode", "mean", "ci_low", "ci_high", "iqm", "std", "n"}
 
@@ -198,6 +199,70 @@ def test_gain_is_paired_episode_k_minus_episode_1() -> None:
     assert "gain k=3 - k=1" in markdown_table([m]) and "+1.0 [+1.0, +1.0]" in markdown_table([m])
 
 
+def test_methods_are_compared_with_the_agent_trial_by_trial() -> None:
+    """Two methods on tasks of very different difficulty, the ablation exactly 0.5 below the
+    agent on every trial: the paired difference is -0.5 with a zero-width interval while the
+    methods' own intervals overlap; the agent is the reference and is not compared."""
+    from meta_rl.evaluation.protocol import TrialResults
+    from meta_rl.evaluation.report import (
+        MethodResult,
+        attach_paired_differences,
+        markdown_table,
+        summarize_method,
+    )
+
+    base = np.linspace(0.0, 20.0, 8)
+    agent_returns = np.stack([base, base + 1.0], axis=1)
+    rng = np.random.default_rng(3)
+    success = (rng.random((8, 2)) < 0.5).astype(float)
+    flipped = success.copy()
+    flipped[0, 1] = 1.0 - flipped[0, 1]  # one trial of episode 2 differs
+
+    def method(name: str, kind: str, returns: np.ndarray, succ: np.ndarray) -> MethodResult:
+        results = TrialResults(
+            success=succ,
+            success_final=succ,
+            returns=returns,
+            lengths=np.full_like(returns, 10),
+            task_index=np.arange(8),
+            seed_index=np.zeros(8, dtype=int),
+            physics_errors=0,
+        )
+        return summarize_method(
+            name, kind, None, results, confidence_level=0.95, num_bootstrap=500, bootstrap_seed=0
+        )
+
+    baseline = method("baseline", "other", agent_returns - 3.0, success)
+    agent = method("agent", "agent", agent_returns, success)
+    ablation = method("ablation", "ablation", agent_returns - 0.5, flipped)
+    ref = attach_paired_differences(
+        [baseline, agent, ablation], confidence_level=0.95, num_bootstrap=500, bootstrap_seed=0
+    )
+    assert ref is agent and agent.reference is None and agent.vs_reference == {}
+    assert ablation.reference == "agent" and baseline.reference == "agent"
+    for k in (0, 1):
+        d = ablation.vs_reference["return"][k]
+        assert d.mean == pytest.approx(-0.5) and d.ci_low == pytest.approx(-0.5)
+        assert d.ci_high == pytest.approx(-0.5) and d.n == 8
+    own = ablation.curves["return"][1], agent.curves["return"][1]
+    assert own[0].ci_high > own[1].ci_low  # unpaired, the difference is lost in the spread
+    assert baseline.vs_reference["return"][0].mean == pytest.approx(-3.0)
+    diff = ablation.vs_reference["success"]
+    assert diff[0].mean == 0.0 and diff[1].mean == pytest.approx((flipped - success)[0, 1] / 8)
+    table = markdown_table([baseline, agent, ablation])
+    assert "paired difference to agent" in table and "| ablation - agent |" in table
+    assert "| agent - agent |" not in table
+    # Without an agent nothing is compared.
+    alone = method("alone", "other", agent_returns, success)
+    assert (
+        attach_paired_differences(
+            [alone], confidence_level=0.95, num_bootstrap=10, bootstrap_seed=0
+        )
+        is None
+    )
+    assert alone.reference is None and "paired difference" not in markdown_table([alone])
+
+
 def test_protocol_calls_the_agent_in_order() -> None:
     agent = ScriptedAdaptiveAgent()
     _run(agent, num_tasks=2, num_seeds=1, num_episodes=3)
@@ -311,6 +376,16 @@ def test_evaluate_methods_writes_every_output(tmp_path: Path) -> None:
     assert set(gain) == {"success", "success_final", "return"}
     assert gain["success"]["mean"] == gain["success"]["ci_low"] == 1.0  # every trial: 0 -> 1
     assert data["methods"]["still"]["gain"]["success"]["mean"] == 0.0
+    # The zero-shot control against the agent, trial by trial; the agent is the reference.
+    assert data["methods"]["scripted"]["vs_reference"] == {}
+    versus = data["methods"]["still"]["vs_reference"]
+    assert versus["method"] == "scripted"
+    still_s = np.asarray(data["methods"]["still"]["per_trial"]["success"])
+    scripted_s = np.asarray(data["methods"]["scripted"]["per_trial"]["success"])
+    assert [e["mean"] for e in versus["success"]] == pytest.approx(
+        list((still_s - scripted_s).mean(0))
+    )
+    assert [set(e) for e in versus["return"]] == [SUMMARY_KEYS] * 3
     assert data["protocol"]["num_trials"] == 6
     assert [t["object"] for t in data["tasks"]] == [t.object_name for t in report.tasks]
     assert "| scripted |" in (tmp_path / "eval" / "eval.md").read_text()

@@ -25,6 +25,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "EvalReport",
     "MethodResult",
+    "attach_paired_differences",
     "identical_seeds_note",
     "load_eval_json",
     "markdown_table",
@@ -53,6 +54,13 @@ class MethodResult:
     """Success by object: factor -> group -> summary
     (:func:`meta_rl.evaluation.breakdown.success_breakdown`; empty when the tasks have no
     shape, size, mass or friction)."""
+    reference: str | None = None
+    """The method :attr:`vs_reference` compares against (None: no comparison)."""
+    vs_reference: dict[str, list[Summary]] = field(default_factory=dict)
+    """Per metric and episode k: this method minus :attr:`reference`, trial by trial (the
+    protocol gives both the same tasks, seeds and initial states), bootstrapped like the
+    episodes (:func:`attach_paired_differences`). Much tighter than comparing the two
+    methods' own intervals, because a hard task is hard for both."""
 
     @property
     def seeds_identical(self) -> bool:
@@ -80,6 +88,17 @@ class MethodResult:
             out[metric] = [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
         out["gain"] = {metric: g.to_dict() for metric, g in self.gains.items()}
         out["breakdown"] = self.breakdown
+        out["vs_reference"] = (
+            {}
+            if self.reference is None
+            else {
+                "method": self.reference,
+                **{
+                    metric: [{"episode": k + 1, **d.to_dict()} for k, d in enumerate(diffs)]
+                    for metric, diffs in self.vs_reference.items()
+                },
+            }
+        )
         out["per_trial"] = {
             "task_index": self.results.task_index.tolist(),
             "seed_index": self.results.seed_index.tolist(),
@@ -124,6 +143,46 @@ def summarize_method(
     return MethodResult(
         name=name, kind=kind, source=source, results=results, curves=curves, gains=gains
     )
+
+
+def attach_paired_differences(
+    methods: Sequence[MethodResult],
+    *,
+    confidence_level: float,
+    num_bootstrap: int,
+    bootstrap_seed: int,
+) -> MethodResult | None:
+    """Compare every method with the first of kind ``agent`` (the reference), in place.
+
+    Sets each other method's :attr:`MethodResult.reference` and
+    :attr:`~MethodResult.vs_reference`: per metric, the per-episode summaries of its trials
+    minus the reference's same trials (tasks, then seeds, resampled with the generator
+    restarted from ``bootstrap_seed``, as the curves are). Returns the reference (None, and
+    nothing compared, when no method is an agent).
+    """
+    reference = next((m for m in methods if m.kind == "agent"), None)
+    if reference is None:
+        return None
+    for method in methods:
+        if method is reference:
+            continue
+        diffs: dict[str, list[Summary]] = {}
+        for metric in METRICS:
+            mine = method.results.by_task_and_seed(metric)
+            theirs = reference.results.by_task_and_seed(metric)
+            if mine.shape != theirs.shape:
+                raise ValueError(
+                    f"paired differences: {method.name!r} has trials {mine.shape} (tasks, seeds, "
+                    f"episodes), {reference.name!r} {theirs.shape}; both need the same protocol"
+                )
+            diffs[metric] = summarize_per_episode(
+                mine - theirs,
+                np.random.default_rng(bootstrap_seed),
+                confidence_level=confidence_level,
+                num_resamples=num_bootstrap,
+            )
+        method.reference, method.vs_reference = reference.name, diffs
+    return reference
 
 
 def _plain(value: Any) -> Any:
@@ -233,7 +292,8 @@ def markdown_table(
 ) -> str:
     """Markdown tables of success rate and mean return per episode k: mean [CI low, CI high],
     then the IQM at the first and last episode and (K >= 2) the paired gain, episode K minus
-    episode 1, with its interval."""
+    episode 1, with its interval; then, when methods were compared with a reference
+    (:func:`attach_paired_differences`), their paired success differences per episode."""
     if not methods:
         raise ValueError("markdown_table: no methods to tabulate")
     k = len(methods[0].curves["success"])
@@ -255,5 +315,20 @@ def markdown_table(
             if k >= 2:
                 row += f" {_cell(m.gains[metric], digits, '+')} |"
             lines.append(row)
+        lines.append("")
+    compared = [m for m in methods if m.reference is not None]
+    if compared:
+        ref = compared[0].reference
+        head = " | ".join(f"k={i}" for i in range(1, k + 1))
+        lines += [
+            f"**Success rate, paired difference to {ref}**: each method's trials minus "
+            f"{ref}'s on the same tasks, seeds and initial states, mean [{pct}% bootstrap CI]",
+            "",
+            f"| method | {head} |",
+            "|---" * (k + 1) + "|",
+        ]
+        for m in compared:
+            cells = " | ".join(_cell(d, 3, "+") for d in m.vs_reference["success"])
+            lines.append(f"| {m.name} - {ref} | {cells} |")
         lines.append("")
     return "\n".join(lines)

@@ -41,6 +41,7 @@ from meta_rl.evaluation.protocol import (
 from meta_rl.evaluation.report import (
     EvalReport,
     MethodResult,
+    attach_paired_differences,
     identical_seeds_note,
     markdown_table,
     summarize_method,
@@ -192,6 +193,12 @@ def _evaluate_methods(
             )
         )
         summaries[-1].breakdown = success_breakdown(results, groups)
+    attach_paired_differences(
+        summaries,
+        confidence_level=cfg.confidence_level,
+        num_bootstrap=cfg.num_bootstrap,
+        bootstrap_seed=cfg.bootstrap_seed,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     report = EvalReport(
