@@ -221,6 +221,8 @@ def measure_collection(cfg: ExperimentConfig, *, rounds: int, groups: int) -> di
         "setup": {
             "config": cfg.experiment,
             "sub_envs": n,
+            "obs_dim": obs_dim,
+            "action_dim": act_dim,
             "env_steps_per_trial": env_steps,
             "sim_threads": threads,
             "groups": groups,
@@ -247,17 +249,14 @@ def measure_learner(
 ) -> dict[str, Any]:
     """Seconds of the PPO update's MLP work alone (no encoder) on ``steps`` env steps, with 1
     and 2 torch threads (medians over ``rounds``)."""
-    pol_cfg = cfg.policy
+    width = 2 * cfg.encoder.latent_dim  # the belief features the policy reads
     out: dict[str, list[float]] = {"1": [], "2": []}
     for _ in range(rounds):
         for threads in (1, 2):
             torch.set_num_threads(threads)
             torch.manual_seed(0)
-            policy = ActorCritic(
-                obs_dim, act_dim, 2 * cfg.encoder.latent_dim, hidden=pol_cfg.hidden
-            )
+            policy = ActorCritic(obs_dim, act_dim, width, hidden=cfg.policy.hidden)
             opt = torch.optim.Adam(policy.parameters(), lr=1e-4)
-            width = 2 * cfg.encoder.latent_dim
             obs, belief = torch.randn(steps, obs_dim), torch.randn(steps, width)
             target = torch.randn(steps, act_dim)
             start = time.perf_counter()
@@ -297,12 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         result["grouped_max_diff"],
     )
     if args.learner:
-        env = make_task_vector_env(register_family(cfg.env.id, cfg.env.module), 1)
-        obs_dim = int(np.prod(env.single_observation_space.shape or (1,)))
-        act_dim = int(np.prod(env.single_action_space.shape or (1,)))
-        env.close()
-        steps = result["setup"]["env_steps_per_trial"]
-        result["learner"] = measure_learner(cfg, obs_dim, act_dim, steps, args.rounds)
+        setup = result["setup"]
+        result["learner"] = measure_learner(
+            cfg, setup["obs_dim"], setup["action_dim"], setup["env_steps_per_trial"], args.rounds
+        )
         print("PPO MLP floor, s per iteration:", result["learner"])
     if args.out:
         out = Path(args.out)

@@ -85,7 +85,7 @@ class MethodResult:
             "distinct_trials": self.distinct_trials,
         }
         for metric, summaries in self.curves.items():
-            out[metric] = [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
+            out[metric] = _per_episode(summaries)
         out["gain"] = {metric: g.to_dict() for metric, g in self.gains.items()}
         out["breakdown"] = self.breakdown
         out["vs_reference"] = (
@@ -93,10 +93,7 @@ class MethodResult:
             if self.reference is None
             else {
                 "method": self.reference,
-                **{
-                    metric: [{"episode": k + 1, **d.to_dict()} for k, d in enumerate(diffs)]
-                    for metric, diffs in self.vs_reference.items()
-                },
+                **{metric: _per_episode(d) for metric, d in self.vs_reference.items()},
             }
         )
         out["per_trial"] = {
@@ -105,6 +102,11 @@ class MethodResult:
             **{m: self.results.metric(m).tolist() for m in METRICS},
         }
         return out
+
+
+def _per_episode(summaries: Sequence[Summary]) -> list[dict[str, Any]]:
+    """Per-episode summaries as ``eval.json`` lists them: ``{episode, mean, ci_low, ...}``."""
+    return [{"episode": k + 1, **s.to_dict()} for k, s in enumerate(summaries)]
 
 
 def summarize_method(
@@ -163,13 +165,13 @@ def attach_paired_differences(
     reference = next((m for m in methods if m.kind == "agent"), None)
     if reference is None:
         return None
+    theirs_by_metric = {metric: reference.results.by_task_and_seed(metric) for metric in METRICS}
     for method in methods:
         if method is reference:
             continue
         diffs: dict[str, list[Summary]] = {}
-        for metric in METRICS:
+        for metric, theirs in theirs_by_metric.items():
             mine = method.results.by_task_and_seed(metric)
-            theirs = reference.results.by_task_and_seed(metric)
             if mine.shape != theirs.shape:
                 raise ValueError(
                     f"paired differences: {method.name!r} has trials {mine.shape} (tasks, seeds, "
