@@ -44,6 +44,10 @@ class PendulumTask:
     length: float
     """Length of the rod (m)."""
 
+    def features(self) -> np.ndarray:
+        """The task as numbers (``reveal_task``, privileged training signals, imitation)."""
+        return np.array([self.gravity, self.mass, self.length], dtype=np.float32)
+
 
 class PendulumTaskDistribution:
     """Uniform tasks; the splits differ in gravity, so the test tasks are really unseen.
@@ -75,7 +79,8 @@ class HiddenPendulumEnv(TaskWrapper[np.ndarray, np.ndarray]):
     0.3 rad of upright. Episodes last 200 steps (the registered time limit); resets draw the
     start from the reset seed.
 
-    Arguments: ``split`` (tasks drawn at unpinned resets), ``render_mode`` (None or
+    Arguments: ``split`` (tasks drawn at unpinned resets), ``reveal_task`` (append the task's
+    ``features()``, gravity, mass and length, to the observation), ``render_mode`` (None or
     ``"rgb_array"``), ``width`` and ``height`` of the frames. There is no camera, so
     ``camera_name`` is not accepted: leave the evaluation's ``camera_name`` null.
     """
@@ -88,12 +93,16 @@ class HiddenPendulumEnv(TaskWrapper[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
         width: int = 160,
         height: int = 160,
+        reveal_task: bool = False,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode: got {render_mode!r}; allowed: None, 'rgb_array'")
         # Gymnasium's own render (pygame) is never called: render() below draws the frames.
         super().__init__(
-            PendulumEnv(render_mode=render_mode), PendulumTaskDistribution(), split=split
+            PendulumEnv(render_mode=render_mode),
+            PendulumTaskDistribution(),
+            split=split,
+            reveal_task=reveal_task,
         )
         self.width, self.height = int(width), int(height)
 
@@ -102,7 +111,7 @@ class HiddenPendulumEnv(TaskWrapper[np.ndarray, np.ndarray]):
         inner.g, inner.m, inner.l = task.gravity, task.mass, task.length
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, reward, terminated, truncated, info = super().step(action)
         theta = float(np.arctan2(obs[1], obs[0]))
         info = {**info, "success": float(abs(theta) < 0.3)}
         return obs, float(reward), terminated, truncated, info

@@ -22,6 +22,7 @@ __all__ = [
     "EncoderConfig",
     "EnvConfig",
     "ExperimentConfig",
+    "ImitationConfig",
     "LoggingConfig",
     "MAMLConfig",
     "PPOConfig",
@@ -186,6 +187,13 @@ class TrainConfig(Config):
         gt=0,
     )
     seed: int = param(0, "Seed of every generator of the run.", ge=0)
+    algorithm: Literal["ppo", "dagger"] = param(
+        "ppo",
+        "How the policy learns from the collected trials (step 4 of an iteration): ppo, "
+        "reinforcement learning on the rewards; dagger, imitation of the expert "
+        "(imitation.expert, a policy told the task) at the states the agent itself visited "
+        "(DAgger; docs/imitation.md). The ELBO step (and the task-inference loss) runs in both.",
+    )
     device: str = param("auto", "Where the learner runs.", choices=("auto", "cpu", "cuda"))
     torch_threads: int | None = param(
         None, "torch.set_num_threads for the learner; null leaves torch's default.", ge=1
@@ -268,6 +276,32 @@ class MAMLConfig(Config):
 
 
 @dataclass(frozen=True)
+class ImitationConfig(Config):
+    """Imitation of an expert that is told the task (``train.algorithm: dagger``,
+    docs/imitation.md): the agent collects its own trials, the expert labels every visited
+    state with the action it would take knowing the true task, and the policy (and, with
+    ``encoder.rl_gradients``, the context encoder) regresses those labels."""
+
+    expert: str | None = param(
+        None,
+        "The expert: a run directory or checkpoint file of a policy trained with the task "
+        "revealed (env.kwargs.reveal_task=true, encoder.use_context=false, MAML off) on this "
+        "env (found as privileged.teacher is). null: privileged.teacher.",
+    )
+    action_weight: float = param(
+        1.0,
+        "Weight of the imitation loss: the squared error between the policy's mean action and "
+        "the expert's, mean over action dimensions and valid steps.",
+        gt=0.0,
+    )
+    epochs: int = param(2, "Passes over each iteration's trials.", ge=1)
+    minibatches: int = param(
+        4, "Minibatches per pass (of whole trials when the encoder learns from the loss).", ge=1
+    )
+    lr: float = param(1e-3, "Adam learning rate of the imitation step.", gt=0.0)
+
+
+@dataclass(frozen=True)
 class PrivilegedConfig(Config):
     """Privileged task information used at training time only (docs/privileged.md).
 
@@ -321,6 +355,28 @@ class PrivilegedConfig(Config):
         "head learns them by the task-inference loss (needs task_inference_weight > 0). Read "
         "once, when the run starts (a resume does not read it again). null: no teacher.",
     )
+    task_head_components: int = param(
+        0,
+        "The task-inference head's output: 0, a point estimate of the standardised features "
+        "learnt by squared error; K >= 1, a posterior over them, a mixture of K diagonal "
+        "Gaussians learnt by negative log-likelihood (needed by hypotheses: sample).",
+        ge=0,
+    )
+    hypotheses: Literal["mean", "sample"] = param(
+        "mean",
+        "What a student's policy reads in place of the task features: mean, the head's point "
+        "prediction; sample, a draw from the head's posterior (posterior sampling: the "
+        "student acts as its teacher would on a hypothesis of the task, and what it observes "
+        "then refines the posterior), drawn at each episode's start and every resample_every "
+        "steps, in evaluation too (deterministic evaluation removes the action noise, not "
+        "the hypotheses).",
+    )
+    resample_every: int = param(
+        0,
+        "With hypotheses: sample, draw a new hypothesis every n steps of an episode as well "
+        "as at its start; 0: once per episode.",
+        ge=0,
+    )
     teacher_freeze_iterations: int = param(
         0,
         "With a teacher: the first n iterations leave the policy (and its observation "
@@ -351,6 +407,19 @@ class PrivilegedConfig(Config):
                     f"privileged.inference_features: got {list(cols)} with a teacher; allowed: "
                     "null (a student's head predicts every feature its teacher read)"
                 )
+        if self.hypotheses == "sample" and (self.teacher is None or self.task_head_components < 1):
+            raise ValueError(
+                f"privileged.hypotheses: got 'sample' with privileged.teacher {self.teacher!r} "
+                f"and privileged.task_head_components {self.task_head_components}; a student "
+                "samples its teacher's task features from its head's posterior, so set a "
+                "teacher and task_head_components >= 1 (or hypotheses: mean)"
+            )
+        if self.resample_every > 0 and self.hypotheses != "sample":
+            raise ValueError(
+                f"privileged.resample_every: got {self.resample_every} with hypotheses "
+                f"{self.hypotheses!r}; it redraws sampled hypotheses, so set hypotheses: "
+                "sample (or resample_every: 0)"
+            )
         if self.teacher is not None:
             if not self.teacher.strip():
                 raise ValueError(
@@ -396,11 +465,20 @@ class ExperimentConfig(Config):
         default_factory=MAMLConfig,
         doc="MAML inner loop: gradient adaptation of the policy within a trial (off by default).",
     )
+    imitation: ImitationConfig = param(
+        default_factory=ImitationConfig,
+        doc="Imitation of an expert told the task (train.algorithm: dagger).",
+    )
     privileged: PrivilegedConfig = param(
         default_factory=PrivilegedConfig,
         doc="True task features at training time only: asymmetric critic, task inference, a "
         "teacher.",
     )
+
+    @property
+    def expert(self) -> str | None:
+        """The expert DAgger imitates: ``imitation.expert``, else ``privileged.teacher``."""
+        return self.imitation.expert or self.privileged.teacher
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -425,6 +503,28 @@ class ExperimentConfig(Config):
                 f"privileged.teacher: got {self.privileged.teacher!r} with "
                 "env.kwargs.reveal_task true; the student acts on the hidden task (its teacher "
                 "had it revealed): leave env.kwargs.reveal_task false"
+            )
+        if self.train.algorithm == "dagger":
+            if self.expert is None:
+                raise ValueError(
+                    "train.algorithm: got 'dagger' with imitation.expert and privileged.teacher "
+                    "null; DAgger imitates an expert told the task, so set imitation.expert to "
+                    "a run trained with env.kwargs.reveal_task=true encoder.use_context=false"
+                )
+            if self.maml.enabled:
+                raise ValueError(
+                    "train.algorithm: got 'dagger' with maml.enabled true; the imitation step "
+                    "does not take MAML's outer loss yet: set maml.enabled=false"
+                )
+            if self.env.kwargs.get("reveal_task"):
+                raise ValueError(
+                    "train.algorithm: got 'dagger' with env.kwargs.reveal_task true; the agent "
+                    "imitates an expert told the task it does not see: leave reveal_task false"
+                )
+        elif self.imitation.expert is not None:
+            raise ValueError(
+                f"imitation.expert: got {self.imitation.expert!r} with train.algorithm "
+                f"{self.train.algorithm!r}; the expert is read by train.algorithm: dagger only"
             )
         if self.privileged.task_inference_weight > 0 and self.task_model.updates_per_iteration < 1:
             raise ValueError(
@@ -509,6 +609,10 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
         data.pop(key, None)
     for key in _HASH_EXCLUDED_TRAIN:
         data.get("train", {}).pop(key, None)
+    if data.get("train", {}).get("algorithm", "absent") == "ppo":
+        data["train"].pop("algorithm")  # runs from before train.algorithm keep their hash
+    if data.get("imitation", "absent") == to_dict(ImitationConfig()):
+        data.pop("imitation")  # the same for the imitation section at its defaults
     if data.get("env", {}).get("module", "absent") is None:
         data["env"].pop("module")  # runs from before env.module keep their hash
     enc = data.get("encoder")
@@ -517,7 +621,14 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
     priv = data.get("privileged")
     if isinstance(priv, dict):
         defaults = to_dict(PrivilegedConfig())
-        for key in ("teacher", "teacher_freeze_iterations", "inference_features"):
+        for key in (
+            "teacher",
+            "teacher_freeze_iterations",
+            "inference_features",
+            "task_head_components",
+            "hypotheses",
+            "resample_every",
+        ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:
                 priv.pop(key, None)

@@ -172,18 +172,29 @@ class AgentNetworks(nn.Module):
                 hidden=priv.task_inference_hidden,
                 fixed_norm=self.student,
                 normalize=pol.normalize_obs,
+                components=priv.task_head_components,
             )
+        self.samples_hypotheses = self.student and priv.hypotheses == "sample"
 
-    def conditioning(self, belief: torch.Tensor) -> torch.Tensor:
+    def conditioning(
+        self, belief: torch.Tensor, hypothesis: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """What the policy reads besides the observation, from belief features
         ``(..., 2 * latent_dim)``: those features; a student's are preceded by the task features
         its head predicts from them (standardised as its teacher's normaliser standardised the
         revealed ones), so its policy reads what its teacher read, the belief in place of the
-        prior the teacher always saw."""
+        prior the teacher always saw. ``hypothesis`` ``(..., F)``: standardised task features
+        to read in place of the head's prediction (a draw of posterior sampling)."""
         if not self.student:
             return belief
         assert self.task_head is not None
-        return torch.cat([self.task_head(belief), belief], dim=-1)
+        task = self.task_head(belief) if hypothesis is None else hypothesis
+        return torch.cat([task, belief], dim=-1)
+
+    @property
+    def hypothesis_dim(self) -> int:
+        """Columns of :meth:`conditioning` that hold the task features (0 for a non-student)."""
+        return 0 if not self.student or self.task_head is None else self.task_head.task_dim
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the encoder and the task model read them."""
@@ -301,6 +312,8 @@ class MetaAgent:
         self.rollouts_per_task: int = config.maml.rollouts_per_task
         """Sub-environments per task: consecutive groups of this many must hold the same task
         (the trainer and the evaluation pin tasks so); with MAML they adapt together."""
+        self._hypothesis: torch.Tensor | None = None  # posterior sampling's current draw
+        self._steps_in_episode = 0
         self._params: dict[str, torch.Tensor] | None = None  # None: the meta-parameters
         self._task_params: dict[str, torch.Tensor] | None = None  # the same, one set per task
         self._episode = 0
@@ -327,6 +340,8 @@ class MetaAgent:
         self._episode = 0
         self._record = {}
         self.inner_batches = {}
+        self._hypothesis = None
+        self._steps_in_episode = 0
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)``, within the action space."""
@@ -378,6 +393,8 @@ class MetaAgent:
         """
         if self._hidden is None:
             raise RuntimeError("MetaAgent.end_episode before begin_trial(num_envs)")
+        self._hypothesis = None  # posterior sampling draws afresh at each episode's start
+        self._steps_in_episode = 0
         if self.maml is not None and self._record.get("reward"):
             if self.maml.adapts_after(self._episode):
                 assert self.inner_loss is not None
@@ -486,7 +503,8 @@ class MetaAgent:
         if deterministic and self._explores():
             deterministic = False
         with torch.no_grad():
-            belief = self.networks.conditioning(self.belief_features())
+            features = self.belief_features()
+            belief = self.networks.conditioning(features, self._current_hypothesis(features))
             obs_t = self._tensor(obs)
             out: PolicyOutput
             if self._params is None:
@@ -510,6 +528,31 @@ class MetaAgent:
             self._append("value", out.value)
         env_action = np.clip(raw.cpu().numpy(), self.action_low, self.action_high)
         return StepOutput(raw, env_action, log_prob, out.value, belief)
+
+    def _current_hypothesis(self, belief: torch.Tensor) -> torch.Tensor | None:
+        """Posterior sampling (``privileged.hypotheses: sample``): the task features the policy
+        reads this step, drawn from the head's posterior on the current belief at the episode's
+        first step and every ``privileged.resample_every`` steps, else kept; None otherwise.
+
+        The draws come from the agent's generator (a distributed agent draws the whole
+        meta-batch's, like its noise), so a trial is reproducible from its seed."""
+        nets = self.networks
+        if not nets.samples_hypotheses:
+            return None
+        assert nets.task_head is not None
+        every = self.config.privileged.resample_every
+        t = self._steps_in_episode
+        self._steps_in_episode += 1
+        if self._hypothesis is None or (every > 0 and t % every == 0):
+            if self.noise_rows is None:
+                self._hypothesis = nets.task_head.sample(belief, self.generator)
+            else:
+                start, total = self.noise_rows
+                whole = belief.new_zeros((total, belief.shape[-1]))
+                whole[start : start + belief.shape[0]] = belief
+                drawn = nets.task_head.sample(whole, self.generator)
+                self._hypothesis = drawn[start : start + belief.shape[0]]
+        return self._hypothesis
 
     def _noise(self, shape: torch.Size) -> torch.Tensor:
         if self.noise_rows is None:

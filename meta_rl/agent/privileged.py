@@ -96,9 +96,19 @@ class TaskInferenceHead(nn.Module):
     teacher's observation normaliser on its task-feature columns, copied at the student's start
     and saved with the head. The head's output is then exactly what the teacher's policy read
     in those columns, so the student's policy reads it in their place.
+
+    With ``components`` K >= 1 the head is a mixture density network: it outputs a posterior
+    over the standardised features, a mixture of K diagonal Gaussians (:meth:`mixture`), and
+    learns it by negative log-likelihood (:meth:`loss`); :meth:`forward` is then the mixture's
+    mean and :meth:`sample` draws from it (posterior sampling, ``privileged.hypotheses:
+    sample``). With K = 0 (the default) it is a point estimate learnt by mean squared error.
     """
 
     feature_norm: RunningNorm | None
+
+    LOG_STD_RANGE = (-2.3, 1.0)
+    """The components' log standard deviations are squashed into this range (standardised
+    units): a collapsed component would make the likelihood unbounded."""
 
     def __init__(
         self,
@@ -108,9 +118,19 @@ class TaskInferenceHead(nn.Module):
         hidden: tuple[int, ...] = (64,),
         fixed_norm: bool = False,
         normalize: bool = True,
+        components: int = 0,
     ) -> None:
         super().__init__()
-        self.net = mlp([belief_dim, *hidden, task_dim], nn.ReLU)
+        if components < 0:
+            raise ValueError(
+                f"privileged.task_head_components: got {components}; allowed: 0 (a point "
+                "estimate) or the number K >= 1 of mixture components"
+            )
+        self.task_dim = task_dim
+        self.components = components
+        # A point estimate: F outputs; a mixture: K logits, K x F means, K x F log-stds.
+        width = task_dim if components == 0 else components * (1 + 2 * task_dim)
+        self.net = mlp([belief_dim, *hidden, width], nn.ReLU)
         # Only a student's head has it, so a plain head's state_dict is as before.
         self.feature_norm = RunningNorm(task_dim, enabled=normalize) if fixed_norm else None
 
@@ -120,6 +140,50 @@ class TaskInferenceHead(nn.Module):
             return standardize_features(features)
         return self.feature_norm(features)
 
-    def forward(self, belief: torch.Tensor) -> torch.Tensor:
+    def mixture(self, belief: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The posterior over the standardised features given belief features ``(..., B)``:
+        ``(log_weights (..., K), means (..., K, F), log_stds (..., K, F))``; a point estimate
+        is one component of zero log-std."""
         out: torch.Tensor = self.net(belief)
-        return out
+        if self.components == 0:
+            mean = out.unsqueeze(-2)
+            return torch.zeros_like(out[..., :1]), mean, torch.zeros_like(mean)
+        k, f = self.components, self.task_dim
+        logits, means, raw_std = out.split([k, k * f, k * f], dim=-1)
+        lo, hi = self.LOG_STD_RANGE
+        log_std = lo + (hi - lo) * torch.sigmoid(raw_std)
+        shape = (*out.shape[:-1], k, f)
+        return logits.log_softmax(-1), means.reshape(shape), log_std.reshape(shape)
+
+    def forward(self, belief: torch.Tensor) -> torch.Tensor:
+        """The point prediction ``(..., F)``: the estimate, or the mixture's mean."""
+        if self.components == 0:
+            out: torch.Tensor = self.net(belief)
+            return out
+        log_w, means, _ = self.mixture(belief)
+        return (log_w.exp().unsqueeze(-1) * means).sum(-2)
+
+    def loss(self, belief: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per row ``(...)``, the head's loss against standardised targets ``(..., F)``: the
+        squared error (mean over features) of a point estimate; a mixture's negative
+        log-likelihood per feature (the constant ``log 2 pi / 2`` left out)."""
+        if self.components == 0:
+            return ((self.forward(belief) - target) ** 2).mean(-1)
+        log_w, means, log_std = self.mixture(belief)
+        z = (target.unsqueeze(-2) - means) * torch.exp(-log_std)
+        per_component = (-0.5 * z**2 - log_std).sum(-1)  # (..., K)
+        return -torch.logsumexp(log_w + per_component, dim=-1) / self.task_dim
+
+    def sample(self, belief: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One draw ``(N, F)`` from the posterior given belief features ``(N, B)``: a component
+        by its weight, then a point of it (CPU ``generator``; a point estimate returns itself)."""
+        if self.components == 0:
+            return self.forward(belief)
+        log_w, means, log_std = self.mixture(belief)
+        n = belief.shape[0]
+        pick = torch.multinomial(log_w.exp().cpu(), 1, generator=generator).to(belief.device)
+        idx = pick.view(n, 1, 1).expand(n, 1, self.task_dim)
+        mean = means.gather(1, idx).squeeze(1)
+        std = log_std.gather(1, idx).squeeze(1).exp()
+        noise = torch.randn(mean.shape, generator=generator).to(belief.device)
+        return mean + std * noise

@@ -25,6 +25,10 @@ class ToyTask:
     goal: float
     object_name: str
 
+    def features(self) -> np.ndarray:
+        """The task as numbers (privileged training signals, imitation): the goal."""
+        return np.array([self.goal], dtype=np.float32)
+
 
 class ToyTaskDistribution:
     """Goals with ``0.2 <= |goal| <= 0.6`` in the train split and ``0.6 < |goal| <= 1`` in test.

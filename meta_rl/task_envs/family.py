@@ -202,6 +202,10 @@ class TaskWrapper(gym.Wrapper[ObsT, ActT, ObsT, ActT], Generic[ObsT, ActT]):
     reset seed, is handed to :meth:`apply_task` before the wrapped env resets (with the same
     seed). ``self.task`` is the task of the current episode. The toolkit finds the protocol on
     this wrapper even under Gymnasium's own wrappers (:func:`find_task_env`).
+
+    ``reveal_task=True`` appends the task's ``features()`` (a 1-D float array; the task class
+    must have it) to every observation, which must then be a 1-D ``Box``: the revealed setting
+    in which a family's teacher is trained (docs/imitation.md).
     """
 
     def __init__(
@@ -209,13 +213,19 @@ class TaskWrapper(gym.Wrapper[ObsT, ActT, ObsT, ActT], Generic[ObsT, ActT]):
         env: gym.Env[ObsT, ActT],
         task_distribution: TaskDistributionLike,
         split: str = "train",
+        reveal_task: bool = False,
     ) -> None:
         super().__init__(env)
         self.task_distribution = task_distribution
         self.split = split
+        self.reveal_task = bool(reveal_task)
         self.task: Any = None
         self._pinned: Any = None
         self._task_rng = np.random.default_rng()
+        if self.reveal_task:
+            self.observation_space = _revealed_space(  # type: ignore[assignment]
+                env.observation_space, task_distribution, split
+            )
 
     def set_task(self, task: Any) -> None:
         """Pin ``task`` for every later reset (``None``: draw one per reset again)."""
@@ -235,4 +245,44 @@ class TaskWrapper(gym.Wrapper[ObsT, ActT, ObsT, ActT], Generic[ObsT, ActT]):
             task = self.task_distribution.sample(1, self.split, self._task_rng)[0]
         self.apply_task(task)
         self.task = task
-        return self.env.reset(seed=seed, options=options)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._revealed(obs), info
+
+    def step(self, action: ActT) -> tuple[ObsT, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._revealed(obs), reward, terminated, truncated, info
+
+    def _revealed(self, obs: ObsT) -> ObsT:
+        """``obs`` followed by the task's features when ``reveal_task``, else ``obs``."""
+        if not self.reveal_task:
+            return obs
+        features = _features_of(self.task)
+        joined = np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), features])
+        return joined  # type: ignore[return-value]
+
+
+def _features_of(task: Any) -> np.ndarray:
+    """``task.features()`` as a 1-D float32 array; a task without it is refused."""
+    features = getattr(task, "features", None)
+    if not callable(features):
+        raise TaskProtocolError(
+            f"reveal_task: the task {type(task).__name__} has no features() method; give your "
+            f"task dataclass a features() -> 1-D float array ({_DOCS})"
+        )
+    return np.asarray(features(), dtype=np.float32).reshape(-1)
+
+
+def _revealed_space(
+    space: gym.Space[Any], tasks: TaskDistributionLike, split: str
+) -> gym.spaces.Box:
+    """The observation space with the task features appended (their width from one task)."""
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise TaskProtocolError(
+            f"reveal_task: the observation space is {space}; allowed: a 1-D Box, to which the "
+            "task features are appended"
+        )
+    width = _features_of(tasks.sample(1, split, np.random.default_rng(0))[0]).shape[0]
+    inf = np.full(width, np.inf, dtype=np.float32)
+    low = np.concatenate([np.asarray(space.low, np.float32), -inf])
+    high = np.concatenate([np.asarray(space.high, np.float32), inf])
+    return gym.spaces.Box(low, high, dtype=np.float32)

@@ -248,6 +248,9 @@ def _ppo_update_on_trials(
         "mask": to_stretches(batch.mask, steps),
     }
     task_cut = None if task is None else to_stretches(task, steps)
+    # Posterior sampling: the policy read the recorded draws, not the head's prediction.
+    hyp = networks.hypothesis_dim if networks.samples_hypotheses else 0
+    drawn = to_stretches(batch.beliefs[..., :hyp], steps) if hyp else None
     stats: dict[str, list[float]] = {}
     stretches = Stretches.of(networks.encoder, trials, steps)
     for epoch in range(cfg.ppo.epochs):
@@ -256,7 +259,10 @@ def _ppo_update_on_trials(
         count = stretches.start.shape[0]
         perm = torch.randperm(count, generator=generator).to(batch.rewards.device)
         for idx in perm.chunk(min(cfg.ppo.minibatches, count)):
-            feats = networks.conditioning(stretches.beliefs(networks.encoder, idx))
+            feats = networks.conditioning(
+                stretches.beliefs(networks.encoder, idx),
+                None if drawn is None else drawn[:, idx],
+            )
             mb = PPOBatch(
                 belief=feats.flatten(0, 1),
                 **{k: v[:, idx].flatten(0, 1) for k, v in cut.items()},

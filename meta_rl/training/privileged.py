@@ -67,12 +67,16 @@ def task_inference_loss(
     features: torch.Tensor,
     beliefs: Belief | None = None,
 ) -> torch.Tensor:
-    """Mean squared error of ``head`` on the belief after each valid transition against the
-    standardised task features ``(N, F)`` of the trials' tasks (mean over features and steps;
-    standardised as :meth:`TaskInferenceHead.targets` says: over the batch, or with a student's
-    fixed statistics). ``beliefs``: the encoder's beliefs after each step of ``trials`` when
-    the caller has them already (the ELBO step shares its pass); None encodes the trials."""
-    err = _errors_after(encoder, head, trials, head.targets(features), beliefs)
+    """The loss of ``head`` (:meth:`TaskInferenceHead.loss`: the squared error of a point
+    estimate, a mixture's negative log-likelihood) on the belief after each valid transition
+    against the standardised task features ``(N, F)`` of the trials' tasks (mean over features
+    and steps; standardised as :meth:`TaskInferenceHead.targets` says: over the batch, or with
+    a student's fixed statistics). ``beliefs``: the encoder's beliefs after each step of
+    ``trials`` when the caller has them already (the ELBO step shares its pass); None encodes
+    the trials."""
+    if beliefs is None:
+        beliefs, _ = trials.encode(encoder)
+    err = head.loss(beliefs.features(), head.targets(features).unsqueeze(0))
     w = trials.mask.to(err.dtype)
     return (err * w).sum() / w.sum().clamp_min(1.0)
 

@@ -74,6 +74,8 @@ def training_payload(trainer: Trainer) -> dict[str, Any]:
         payload["meta"]["task_dim"] = trainer.task_dim
     if trainer.teacher_source is not None:
         payload["meta"]["teacher"] = dict(trainer.teacher_source)
+    if trainer.expert is not None:
+        payload["meta"]["expert"] = dict(trainer.expert.source)
     world = trainer.world
     if world.distributed:
         payload["meta"]["world_size"] = world.size

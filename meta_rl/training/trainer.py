@@ -83,6 +83,7 @@ from meta_rl.training.distributed import (
     stop_on_sigterm,
 )
 from meta_rl.training.elbo_update import elbo_update
+from meta_rl.training.imitation import RevealedPolicy, imitation_update
 from meta_rl.training.maml_update import maml_loss, maml_update
 from meta_rl.training.optim import Counters, GuardedOptimizer
 from meta_rl.training.ppo import PPOTerms, ReturnScaler
@@ -177,9 +178,8 @@ class Trainer:
             cfg.maml.rollouts_per_task,
         )
         # The width of the true task features, when a training loss reads them (never the agent).
-        self.task_dim = (
-            int(task_features(self.eval_tasks[:1]).shape[1]) if cfg.privileged.enabled else None
-        )
+        reads_features = cfg.privileged.enabled or cfg.train.algorithm == "dagger"
+        self.task_dim = int(task_features(self.eval_tasks[:1]).shape[1]) if reads_features else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.networks = AgentNetworks(obs_dim, act_dim, cfg, self.task_dim).to(self.device)
@@ -207,7 +207,9 @@ class Trainer:
         if nets.privileged_critic is not None:
             ppo_params += list(nets.privileged_critic.parameters())
         self.ppo_params = ppo_params
-        self.ppo_opt = torch.optim.Adam(ppo_params, lr=cfg.ppo.lr, eps=1e-5)
+        # The policy's optimiser: PPO's, or the imitation step's (train.algorithm: dagger).
+        policy_lr = cfg.imitation.lr if cfg.train.algorithm == "dagger" else cfg.ppo.lr
+        self.ppo_opt = torch.optim.Adam(ppo_params, lr=policy_lr, eps=1e-5)
         self.elbo_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
         if nets.task_head is not None:
             self.elbo_params += list(nets.task_head.parameters())
@@ -238,6 +240,24 @@ class Trainer:
         self.checkpoint_world_size: int | None = None
         self.teacher_source: dict[str, object] | None = None
         """A student's teacher: the checkpoint it started from (saved in its checkpoints)."""
+        self.expert: RevealedPolicy | None = None
+        """What DAgger imitates (``train.algorithm: dagger``); read again on resume."""
+        expert = cfg.expert if cfg.train.algorithm == "dagger" else None
+        if expert is not None:
+            assert self.task_dim is not None
+            key = "imitation.expert" if cfg.imitation.expert else "privileged.teacher"
+            self.expert = broadcast_from_main(
+                world,
+                lambda: RevealedPolicy.load(
+                    expert,
+                    env_id=cfg.env.id,
+                    obs_dim=obs_dim,
+                    task_dim=self.task_dim or 0,
+                    action_dim=act_dim,
+                    device=self.device,
+                    key=key,
+                ),
+            )
         if resume_from is not None:
             restore_training_state(self, resume_from)
         elif cfg.privileged.teacher is not None:
@@ -352,6 +372,21 @@ class Trainer:
         """The outer loss of tasks ``idx`` (:func:`meta_rl.training.maml_update.maml_loss`)."""
         return maml_loss(self.agent, batch, adv, ret, idx, trials)
 
+    def imitation_update(self, batch: TrialBatch) -> dict[str, float]:
+        """Step 4 with ``train.algorithm: dagger``: the expert labels the visited states and
+        the policy regresses them (:func:`meta_rl.training.imitation.imitation_update`)."""
+        assert self.expert is not None and batch.task_features is not None
+        labels = self.expert.actions(batch.obs, batch.task_features)
+        return imitation_update(
+            self.cfg,
+            self.networks,
+            batch,
+            labels,
+            trials=self._recompute_trials(batch),
+            guard=self.ppo_guard,
+            generator=self.learn_gen,
+        )
+
     def elbo_update(self, batch: TrialBatch) -> dict[str, float]:
         """Step 5 (:func:`meta_rl.training.elbo_update.elbo_update`)."""
         return elbo_update(
@@ -418,7 +453,7 @@ class Trainer:
             episode_steps=self.episode_steps,
             seed=seed,
         )
-        if cfg.privileged.enabled:
+        if self.task_dim is not None:
             # After the rollout, for the training losses only: the agent acted without them.
             features = task_features(tasks, self.device)
             batch = dataclasses.replace(batch, task_features=features)
@@ -448,6 +483,8 @@ class Trainer:
             metrics: dict[str, float] = {}
         elif self.networks.maml is not None:
             metrics = self.maml_update(batch)
+        elif cfg.train.algorithm == "dagger":
+            metrics = self.imitation_update(batch)
         else:
             metrics = self.ppo_update(batch)
         if not self.stopped:

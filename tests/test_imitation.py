@@ -1,0 +1,299 @@
+"""Imitation and posterior sampling (docs/imitation.md): the task-inference head as a posterior
+(a mixture density), a student that acts on draws from it, DAgger on a revealed expert
+(``train.algorithm: dagger``), and the generic ``reveal_task`` of a wrapped family."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from meta_rl.agent.privileged import TaskInferenceHead
+from meta_rl.config import ConfigError, to_dict
+from meta_rl.evaluation.toy import TOY_ENV_ID, register_toy_env
+from meta_rl.experiment import ExperimentConfig, hashed_config, load_experiment
+from meta_rl.logging import read_metrics
+from meta_rl.training.checkpoint import load_checkpoint
+from meta_rl.training.trainer import Trainer, train
+
+torch.set_num_threads(1)
+register_toy_env()
+
+
+def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
+    """A tiny run on the 1-D toy family (goals at +-0.2..0.6: two modes a mean cannot find)."""
+    return load_experiment(
+        None,
+        [
+            f"env.id={TOY_ENV_ID}",
+            "env.batched=false",
+            "env.tasks_per_batch=4",
+            "env.eval_tasks=2",
+            "env.episodes_per_trial=2",
+            "env.episode_steps=6",
+            "encoder.hidden_size=8",
+            "encoder.embed_size=4",
+            "encoder.latent_dim=2",
+            "task_model.hidden=[8]",
+            "task_model.updates_per_iteration=1",
+            "task_model.belief_samples=2",
+            "task_model.decode_samples=4",
+            "policy.hidden=[8]",
+            "ppo.epochs=1",
+            "ppo.minibatches=2",
+            "train.iterations=2",
+            "train.eval_every=1",
+            "train.checkpoint_every=1",
+            "train.device=cpu",
+            "logging.wandb_mode=disabled",
+            "logging.progress_bar=false",
+            f"runs_dir={tmp_path / 'runs'}",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def expert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A revealed-task policy on the toy family (2 PPO iterations: any policy is an expert
+    for the contracts tested here)."""
+    path = tmp_path_factory.mktemp("expert")
+    return train(_cfg(path, "env.kwargs.reveal_task=true", "encoder.use_context=false"))
+
+
+# ---------------------------------------------------------------------- the head as a posterior
+
+
+def test_a_one_component_head_is_a_gaussian_and_its_loss_the_negative_log_likelihood() -> None:
+    torch.manual_seed(0)
+    head = TaskInferenceHead(4, 3, hidden=(5,), components=1)
+    belief, target = torch.randn(7, 4), torch.randn(7, 3)
+    log_w, means, log_std = head.mixture(belief)
+    assert log_w.shape == (7, 1) and means.shape == log_std.shape == (7, 1, 3)
+    normal = torch.distributions.Normal(means[:, 0], log_std[:, 0].exp())
+    # The constant log(2 pi) / 2 per feature is left out of the loss.
+    expected = -(normal.log_prob(target).sum(-1) + 1.5 * math.log(2 * math.pi)) / 3
+    torch.testing.assert_close(head.loss(belief, target), expected)
+    torch.testing.assert_close(head(belief), means[:, 0])
+
+
+def test_a_mixture_head_loss_and_mean_follow_the_mixture_formula() -> None:
+    torch.manual_seed(1)
+    head = TaskInferenceHead(4, 2, hidden=(5,), components=3)
+    belief, target = torch.randn(6, 4), torch.randn(6, 2)
+    log_w, means, log_std = head.mixture(belief)
+    torch.testing.assert_close(log_w.exp().sum(-1), torch.ones(6))
+    lo, hi = TaskInferenceHead.LOG_STD_RANGE
+    assert bool((log_std >= lo).all() and (log_std <= hi).all())
+    dens = torch.zeros(6)
+    for k in range(3):
+        normal = torch.distributions.Normal(means[:, k], log_std[:, k].exp())
+        dens += log_w[:, k].exp() * normal.log_prob(target).sum(-1).exp()
+    expected = -(dens.log() + math.log(2 * math.pi)) / 2
+    torch.testing.assert_close(head.loss(belief, target), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(head(belief), (log_w.exp().unsqueeze(-1) * means).sum(1))
+
+
+def test_a_point_head_keeps_its_squared_error() -> None:
+    head = TaskInferenceHead(4, 3, hidden=(5,))
+    belief, target = torch.randn(7, 4), torch.randn(7, 3)
+    torch.testing.assert_close(head.loss(belief, target), ((head(belief) - target) ** 2).mean(-1))
+    assert torch.equal(head.sample(belief, torch.Generator()), head(belief))
+
+
+def test_draws_follow_the_mixture_weights_and_repeat_with_the_generator() -> None:
+    head = TaskInferenceHead(1, 1, hidden=(2,), components=2)
+    with torch.no_grad():  # a fixed posterior: weights 0.2 / 0.8, means -5 / +5, std e^-2.3
+        last = head.net[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([math.log(0.2), math.log(0.8), -5.0, 5.0, -30.0, -30.0]))
+    belief = torch.zeros(4000, 1)
+    with torch.no_grad():
+        draws = head.sample(belief, torch.Generator().manual_seed(3))
+        again = head.sample(belief, torch.Generator().manual_seed(3))
+    assert abs(float((draws > 0).float().mean()) - 0.8) < 0.03
+    assert float((draws.abs() - 5.0).abs().max()) < 1.0
+    assert torch.equal(draws, again)
+
+
+# ---------------------------------------------------------------------- config
+
+
+def test_defaults_leave_the_config_hash_as_before() -> None:
+    data = hashed_config(to_dict(load_experiment(None)))
+    assert "imitation" not in data and "algorithm" not in data["train"]
+    assert "privileged" not in data
+    dagger = hashed_config(
+        to_dict(load_experiment(None, ["train.algorithm=dagger", "imitation.expert=runs/x"]))
+    )
+    assert dagger["train"]["algorithm"] == "dagger"
+    assert dagger["imitation"]["expert"] == "runs/x"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["privileged.hypotheses=sample"], r"privileged\.hypotheses: got 'sample'"),
+        (
+            [
+                "privileged.teacher=runs/t",
+                "privileged.task_inference_weight=1",
+                "privileged.hypotheses=sample",
+            ],
+            r"task_head_components >= 1",
+        ),
+        (["privileged.resample_every=5"], r"privileged\.resample_every: got 5"),
+        (["train.algorithm=dagger"], r"train\.algorithm: got 'dagger' with imitation\.expert"),
+        (["imitation.expert=runs/x"], r"imitation\.expert: got 'runs/x' with train\.algorithm"),
+        (
+            ["train.algorithm=dagger", "imitation.expert=runs/x", "maml.enabled=true"],
+            r"maml\.enabled",
+        ),
+        (["train.algorithm=bc"], r"train\.algorithm"),
+        (["privileged.task_head_components=-1"], r"privileged\.task_head_components"),
+    ],
+)
+def test_bad_imitation_settings_are_refused_naming_the_key(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises((ConfigError, ValueError), match=message):
+        load_experiment(None, overrides)
+
+
+# ---------------------------------------------------------------------- reveal_task of a family
+
+
+def test_a_wrapped_family_reveals_its_task_features_when_asked() -> None:
+    import examples.hidden_pendulum  # noqa: F401  (registers the id)
+
+    hidden = gym.make("byo/HiddenPendulum-v0")
+    shown = gym.make("byo/HiddenPendulum-v0", reveal_task=True)
+    try:
+        assert shown.observation_space.shape == (hidden.observation_space.shape[0] + 3,)
+        a, _ = hidden.reset(seed=4)
+        b, _ = shown.reset(seed=4)
+        task = shown.unwrapped.task if hasattr(shown.unwrapped, "task") else None
+        env = shown
+        while not hasattr(env, "task"):
+            env = env.env  # type: ignore[attr-defined]
+        task = env.task  # type: ignore[attr-defined]
+        np.testing.assert_allclose(b[:3], a, rtol=1e-6)
+        np.testing.assert_allclose(b[3:], task.features())
+        action = np.array([0.5], dtype=np.float32)
+        a2, *_ = hidden.step(action)
+        b2, *_ = shown.step(action)
+        np.testing.assert_allclose(b2[:3], a2, rtol=1e-6)
+        np.testing.assert_allclose(b2[3:], task.features())
+    finally:
+        hidden.close()
+        shown.close()
+
+
+# ---------------------------------------------------------------------- posterior sampling
+
+
+def _draws(trainer: Trainer, steps: int) -> list[torch.Tensor]:
+    """The hypotheses the student's policy read over ``steps`` steps of one episode."""
+    agent = trainer.agent
+    n = trainer.venv.num_envs
+    trainer.venv.set_tasks(
+        trainer.venv.task_distribution.sample(n, "train", np.random.default_rng(0))
+    )
+    obs, _ = trainer.venv.reset(seed=1)
+    agent.begin_trial(n)
+    out = []
+    for _ in range(steps):
+        step = agent.step(obs, deterministic=True)
+        out.append(step.belief[:, :1].clone())
+        next_obs, reward, _, _, _ = trainer.venv.step(step.env_action)
+        agent.observe(obs, step.env_action, reward, next_obs, np.zeros(n))
+        obs = next_obs
+    return out
+
+
+def test_a_student_holds_its_hypothesis_through_an_episode_and_redraws_when_told(
+    tmp_path: Path, expert: Path
+) -> None:
+    student = (
+        f"privileged.teacher={expert}",
+        "privileged.task_inference_weight=1",
+        "privileged.task_head_components=2",
+        "privileged.hypotheses=sample",
+    )
+    trainer = Trainer(_cfg(tmp_path / "a", *student), None)
+    try:
+        draws = _draws(trainer, 4)
+        assert all(torch.equal(d, draws[0]) for d in draws)
+        trainer.agent.end_episode()
+        assert not torch.equal(_draws(trainer, 1)[0], draws[0])
+    finally:
+        trainer.close()
+    trainer = Trainer(_cfg(tmp_path / "b", *student, "privileged.resample_every=2"), None)
+    try:
+        draws = _draws(trainer, 4)
+        assert torch.equal(draws[0], draws[1]) and torch.equal(draws[2], draws[3])
+        assert not torch.equal(draws[1], draws[2])
+    finally:
+        trainer.close()
+
+
+# ---------------------------------------------------------------------- DAgger
+
+
+def test_dagger_imitates_the_expert_on_the_states_the_agent_visits(
+    tmp_path: Path, expert: Path
+) -> None:
+    cfg = _cfg(tmp_path, "train.algorithm=dagger", f"imitation.expert={expert}")
+    trainer = Trainer(cfg, None)
+    try:
+        assert trainer.expert is not None
+        batch = trainer.collect()
+        assert batch.task_features is not None
+        labels = trainer.expert.actions(batch.obs, batch.task_features)
+        # The labels are the expert's mean actions on the revealed observation.
+        revealed = torch.cat(
+            [batch.obs, batch.task_features.expand(batch.obs.shape[0], -1, -1)], -1
+        )
+        nets = trainer.expert.networks
+        prior = nets.encoder.prior(1, revealed.device).features()[0]
+        mean = nets.policy(revealed, prior.expand(*revealed.shape[:-1], -1)).mean
+        torch.testing.assert_close(labels, mean.clamp(-1.0, 1.0))
+        before = {k: v.clone() for k, v in trainer.networks.policy.state_dict().items()}
+        metrics = trainer.iteration()
+        assert metrics["losses/updates"] == cfg.imitation.epochs * cfg.imitation.minibatches
+        assert np.isfinite(metrics["losses/imitation"])
+        after = trainer.networks.policy.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before if "actor" in k)
+    finally:
+        trainer.close()
+
+
+def test_a_killed_and_resumed_dagger_run_makes_the_same_next_update(
+    tmp_path: Path, expert: Path
+) -> None:
+    over = ("train.algorithm=dagger", f"imitation.expert={expert}")
+    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
+    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
+    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
+    ckpt = "checkpoints/ckpt_00000003.pt"
+    a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
+    for k, v in a["networks"].items():
+        torch.testing.assert_close(v, b["networks"][k], atol=0, rtol=0, msg=k)
+    assert a["meta"]["expert"]["file"] == b["meta"]["expert"]["file"]
+    assert (
+        read_metrics(full)[-1]["losses/imitation"] == read_metrics(resumed)[-1]["losses/imitation"]
+    )
+
+
+def test_an_expert_that_is_not_a_revealed_policy_is_refused(tmp_path: Path) -> None:
+    hidden = train(_cfg(tmp_path / "hidden", "train.iterations=1"))
+    cfg = _cfg(tmp_path / "s", "train.algorithm=dagger", f"imitation.expert={hidden}")
+    with pytest.raises(ValueError, match=r"imitation\.expert: the expert .*reveal_task False"):
+        Trainer(cfg, None)
+    cfg = _cfg(tmp_path / "s", "train.algorithm=dagger", f"imitation.expert={tmp_path}/nowhere")
+    with pytest.raises(ValueError, match=r"imitation\.expert: checkpoint .* does not exist"):
+        Trainer(cfg, None)
