@@ -106,7 +106,7 @@ class TaskInferenceHead(nn.Module):
 
     feature_norm: RunningNorm | None
 
-    LOG_STD_RANGE = (-2.3, 1.0)
+    LOG_STD_RANGE = (-1.0, 1.0)
     """The components' log standard deviations are squashed into this range (standardised
     units): a collapsed component would make the likelihood unbounded."""
 
