@@ -244,8 +244,9 @@ def test_baselines_script_trains_a_tiny_reach_baseline(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
-def test_multitask_baseline_trains_on_a_family_without_reveal_task(tmp_path: Path) -> None:
-    """Only the oracle needs ``reveal_task``: the example family has no such argument."""
+def test_multitask_and_oracle_baselines_train_on_a_wrapped_family(tmp_path: Path) -> None:
+    """The multitask baseline sees the hidden observation; the oracle the family's
+    ``reveal_task`` one (TaskWrapper appends ``Task.features()``: gravity, mass, length)."""
     cfg = BaselineConfig(
         env_id="byo/HiddenPendulum-v0",
         env_module="examples.hidden_pendulum",
@@ -256,5 +257,8 @@ def test_multitask_baseline_trains_on_a_family_without_reveal_task(tmp_path: Pat
     )
     baseline = load_baseline(train_baseline(cfg, tmp_path / "mt"), device="cpu")
     assert baseline.env_kwargs == {}
-    with pytest.raises(ValueError, match="reveal_task"):
-        train_baseline(cfg.replace(kind="oracle"), tmp_path / "o")
+    oracle = load_baseline(train_baseline(cfg.replace(kind="oracle"), tmp_path / "o"), device="cpu")
+    assert oracle.env_kwargs == {"reveal_task": True}
+    oracle.agent.begin_trial(2)
+    # It acts on the revealed observation: 3 + the 3 task features.
+    assert oracle.agent.act(np.zeros((2, 6), dtype=np.float32), True).shape == (2, 1)
