@@ -68,7 +68,7 @@ def expert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------------- the head as a posterior
 
 
-def test_a_one_component_head_is_a_gaussian_and_its_loss_the_negative_log_likelihood() -> None:
+def test_a_one_component_head_is_a_gaussian_and_its_nll_the_negative_log_likelihood() -> None:
     torch.manual_seed(0)
     head = TaskInferenceHead(4, 3, hidden=(5,), components=1)
     belief, target = torch.randn(7, 4), torch.randn(7, 3)
@@ -77,7 +77,7 @@ def test_a_one_component_head_is_a_gaussian_and_its_loss_the_negative_log_likeli
     normal = torch.distributions.Normal(means[:, 0], log_std[:, 0].exp())
     # The constant log(2 pi) / 2 per feature is left out of the loss.
     expected = -(normal.log_prob(target).sum(-1) + 1.5 * math.log(2 * math.pi)) / 3
-    torch.testing.assert_close(head.loss(belief, target), expected)
+    torch.testing.assert_close(head.nll(belief, target), expected)
     torch.testing.assert_close(head(belief), means[:, 0])
 
 
@@ -94,8 +94,26 @@ def test_a_mixture_head_loss_and_mean_follow_the_mixture_formula() -> None:
         normal = torch.distributions.Normal(means[:, k], log_std[:, k].exp())
         dens += log_w[:, k].exp() * normal.log_prob(target).sum(-1).exp()
     expected = -(dens.log() + math.log(2 * math.pi)) / 2
-    torch.testing.assert_close(head.loss(belief, target), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(head.nll(belief, target), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(head(belief), (log_w.exp().unsqueeze(-1) * means).sum(1))
+
+
+def test_the_belief_learns_a_mixture_heads_mean_and_the_head_its_likelihood() -> None:
+    """The mixture's loss is its likelihood on the detached belief plus its mean's squared
+    error: the gradient that reaches the belief (the encoder) is the squared error's alone."""
+    torch.manual_seed(2)
+    head = TaskInferenceHead(4, 3, hidden=(5,), components=2)
+    belief = torch.randn(6, 4, requires_grad=True)
+    target = torch.randn(6, 3)
+    loss = head.loss(belief, target)
+    mse = ((head(belief) - target) ** 2).mean(-1)
+    torch.testing.assert_close(loss, head.nll(belief, target) + mse)
+    (grad,) = torch.autograd.grad(loss.sum(), belief)
+    (mse_grad,) = torch.autograd.grad(mse.sum(), belief)
+    torch.testing.assert_close(grad, mse_grad)
+    head.zero_grad()
+    head.nll(belief.detach(), target).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
 
 
 def test_a_point_head_keeps_its_squared_error() -> None:

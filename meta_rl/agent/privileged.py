@@ -106,7 +106,7 @@ class TaskInferenceHead(nn.Module):
 
     feature_norm: RunningNorm | None
 
-    LOG_STD_RANGE = (-1.0, 1.0)
+    LOG_STD_RANGE = (-3.0, 1.0)
     """The components' log standard deviations are squashed into this range (standardised
     units): a collapsed component would make the likelihood unbounded."""
 
@@ -164,11 +164,24 @@ class TaskInferenceHead(nn.Module):
         return (log_w.exp().unsqueeze(-1) * means).sum(-2)
 
     def loss(self, belief: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per row ``(...)``, the head's loss against standardised targets ``(..., F)``: the
-        squared error (mean over features) of a point estimate; a mixture's negative
-        log-likelihood per feature (the constant ``log 2 pi / 2`` left out)."""
+        """Per row ``(...)``, the head's loss against standardised targets ``(..., F)``.
+
+        A point estimate: its squared error (mean over features). A mixture: its negative
+        log-likelihood (:meth:`nll`) on the belief *detached*, plus the squared error of its
+        mean on the belief itself. The belief (the encoder) thus learns to predict every feature
+        alike, as a point head teaches it; the likelihood would weigh each feature by its
+        inverse variance, so features the mixture pins down (a visible size, a categorical
+        shape) would drown out, in the encoder's clipped gradient, those only a trial reveals.
+        The head learns the posterior's shape on top of that belief.
+        """
+        mse = ((self.forward(belief) - target) ** 2).mean(-1)
         if self.components == 0:
-            return ((self.forward(belief) - target) ** 2).mean(-1)
+            return mse
+        return self.nll(belief.detach(), target) + mse
+
+    def nll(self, belief: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per row ``(...)``, the mixture's negative log-likelihood of standardised targets
+        ``(..., F)`` per feature (the constant ``log 2 pi / 2`` left out)."""
         log_w, means, log_std = self.mixture(belief)
         z = (target.unsqueeze(-2) - means) * torch.exp(-log_std)
         per_component = (-0.5 * z**2 - log_std).sum(-1)  # (..., K)
