@@ -362,20 +362,30 @@ class PrivilegedConfig(Config):
         "Gaussians learnt by negative log-likelihood (needed by hypotheses: sample).",
         ge=0,
     )
-    hypotheses: Literal["mean", "sample"] = param(
+    hypotheses: Literal["mean", "sample", "component"] = param(
         "mean",
         "What a student's policy reads in place of the task features: mean, the head's point "
         "prediction; sample, a draw from the head's posterior (posterior sampling: the "
         "student acts as its teacher would on a hypothesis of the task, and what it observes "
-        "then refines the posterior), drawn at each episode's start and every resample_every "
-        "steps, in evaluation too (deterministic evaluation removes the action noise, not "
-        "the hypotheses).",
+        "then refines the posterior); component, a component of the posterior drawn by its "
+        "weight, read at its mean (a draw among the posterior's modes without the spread "
+        "inside each). Draws are made at each episode's start and every resample_every steps, "
+        "in evaluation too (deterministic evaluation removes the action noise, not the "
+        "hypotheses).",
     )
     resample_every: int = param(
         0,
         "With hypotheses: sample, draw a new hypothesis every n steps of an episode as well "
         "as at its start; 0: once per episode.",
         ge=0,
+    )
+    redraw_nats: float | None = param(
+        None,
+        "With hypotheses: sample or component, also redraw a sub-environment's hypothesis as "
+        "soon as the evidence contradicts it: when the posterior's log-density at it has "
+        "fallen this many nats below its value when it was drawn. null: only on the schedule "
+        "(each episode's start, resample_every).",
+        gt=0.0,
     )
     teacher_freeze_iterations: int = param(
         0,
@@ -407,18 +417,25 @@ class PrivilegedConfig(Config):
                     f"privileged.inference_features: got {list(cols)} with a teacher; allowed: "
                     "null (a student's head predicts every feature its teacher read)"
                 )
-        if self.hypotheses == "sample" and (self.teacher is None or self.task_head_components < 1):
+        if self.hypotheses != "mean" and (self.teacher is None or self.task_head_components < 1):
             raise ValueError(
-                f"privileged.hypotheses: got 'sample' with privileged.teacher {self.teacher!r} "
+                f"privileged.hypotheses: got {self.hypotheses!r} with privileged.teacher "
+                f"{self.teacher!r} "
                 f"and privileged.task_head_components {self.task_head_components}; a student "
                 "samples its teacher's task features from its head's posterior, so set a "
                 "teacher and task_head_components >= 1 (or hypotheses: mean)"
             )
-        if self.resample_every > 0 and self.hypotheses != "sample":
+        if self.redraw_nats is not None and self.hypotheses == "mean":
+            raise ValueError(
+                f"privileged.redraw_nats: got {self.redraw_nats} with hypotheses 'mean'; it "
+                "redraws sampled hypotheses, so set hypotheses: sample or component (or "
+                "redraw_nats: null)"
+            )
+        if self.resample_every > 0 and self.hypotheses == "mean":
             raise ValueError(
                 f"privileged.resample_every: got {self.resample_every} with hypotheses "
-                f"{self.hypotheses!r}; it redraws sampled hypotheses, so set hypotheses: "
-                "sample (or resample_every: 0)"
+                "'mean'; it redraws sampled hypotheses, so set hypotheses: sample or "
+                "component (or resample_every: 0)"
             )
         if self.teacher is not None:
             if not self.teacher.strip():
@@ -628,6 +645,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "task_head_components",
             "hypotheses",
             "resample_every",
+            "redraw_nats",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:

@@ -165,6 +165,7 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
             r"task_head_components >= 1",
         ),
         (["privileged.resample_every=5"], r"privileged\.resample_every: got 5"),
+        (["privileged.redraw_nats=1"], r"privileged\.redraw_nats: got 1"),
         (["train.algorithm=dagger"], r"train\.algorithm: got 'dagger' with imitation\.expert"),
         (["imitation.expert=runs/x"], r"imitation\.expert: got 'runs/x' with train\.algorithm"),
         (
@@ -255,6 +256,39 @@ def test_a_student_holds_its_hypothesis_through_an_episode_and_redraws_when_told
         draws = _draws(trainer, 4)
         assert torch.equal(draws[0], draws[1]) and torch.equal(draws[2], draws[3])
         assert not torch.equal(draws[1], draws[2])
+    finally:
+        trainer.close()
+
+
+def test_a_row_redraws_when_the_evidence_contradicts_its_hypothesis(
+    tmp_path: Path, expert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _cfg(
+        tmp_path,
+        f"privileged.teacher={expert}",
+        "privileged.task_inference_weight=1",
+        "privileged.task_head_components=2",
+        "privileged.hypotheses=component",
+        "privileged.redraw_nats=1.0",
+    )
+    trainer = Trainer(cfg, None)
+    try:
+        head = trainer.networks.task_head
+        assert head is not None
+        # The posterior's log-density at each row's hypothesis: 0 when drawn, then row 1 falls
+        # by 2 nats (contradicted) and row 3 by 0.5 (within the allowance).
+        densities = iter([torch.zeros(4), torch.tensor([0.0, -2.0, 0.0, -0.5]), torch.zeros(4)])
+        monkeypatch.setattr(head, "log_density", lambda belief, x: next(densities))
+        agent = trainer.agent
+        draws = iter([torch.zeros(4, 1), torch.full((4, 1), 7.0)])
+        monkeypatch.setattr(agent, "_draw", lambda belief, within: next(draws))
+        agent.begin_trial(4)
+        belief = agent.belief_features()
+        first = agent._current_hypothesis(belief)
+        assert first is not None and torch.equal(first, torch.zeros(4, 1))
+        second = agent._current_hypothesis(belief)
+        assert second is not None
+        assert torch.equal(second, torch.tensor([[0.0], [7.0], [0.0], [0.0]]))
     finally:
         trainer.close()
 

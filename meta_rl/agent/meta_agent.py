@@ -174,7 +174,7 @@ class AgentNetworks(nn.Module):
                 normalize=pol.normalize_obs,
                 components=priv.task_head_components,
             )
-        self.samples_hypotheses = self.student and priv.hypotheses == "sample"
+        self.samples_hypotheses = self.student and priv.hypotheses in ("sample", "component")
 
     def conditioning(
         self, belief: torch.Tensor, hypothesis: torch.Tensor | None = None
@@ -313,6 +313,7 @@ class MetaAgent:
         """Sub-environments per task: consecutive groups of this many must hold the same task
         (the trainer and the evaluation pin tasks so); with MAML they adapt together."""
         self._hypothesis: torch.Tensor | None = None  # posterior sampling's current draw
+        self._drawn_log_density: torch.Tensor | None = None  # its log-density when drawn
         self._steps_in_episode = 0
         self._params: dict[str, torch.Tensor] | None = None  # None: the meta-parameters
         self._task_params: dict[str, torch.Tensor] | None = None  # the same, one set per task
@@ -341,6 +342,7 @@ class MetaAgent:
         self._record = {}
         self.inner_batches = {}
         self._hypothesis = None
+        self._drawn_log_density = None
         self._steps_in_episode = 0
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
@@ -394,6 +396,7 @@ class MetaAgent:
         if self._hidden is None:
             raise RuntimeError("MetaAgent.end_episode before begin_trial(num_envs)")
         self._hypothesis = None  # posterior sampling draws afresh at each episode's start
+        self._drawn_log_density = None
         self._steps_in_episode = 0
         if self.maml is not None and self._record.get("reward"):
             if self.maml.adapts_after(self._episode):
@@ -530,29 +533,57 @@ class MetaAgent:
         return StepOutput(raw, env_action, log_prob, out.value, belief)
 
     def _current_hypothesis(self, belief: torch.Tensor) -> torch.Tensor | None:
-        """Posterior sampling (``privileged.hypotheses: sample``): the task features the policy
-        reads this step, drawn from the head's posterior on the current belief at the episode's
-        first step and every ``privileged.resample_every`` steps, else kept; None otherwise.
+        """Posterior sampling (``privileged.hypotheses: sample`` or ``component``): the task
+        features the policy reads this step, else None.
+
+        A hypothesis is drawn from the head's posterior on the current belief at the episode's
+        first step and every ``privileged.resample_every`` steps; with
+        ``privileged.redraw_nats`` a row also redraws as soon as the evidence contradicts its
+        hypothesis: when the posterior's log-density at the hypothesis has fallen that many
+        nats below its value when it was drawn (a right hypothesis grows likelier as the
+        posterior sharpens; a wrong one does not). Otherwise it is kept.
 
         The draws come from the agent's generator (a distributed agent draws the whole
-        meta-batch's, like its noise), so a trial is reproducible from its seed."""
+        meta-batch's, like its noise), so a trial is reproducible from its seed; with
+        ``redraw_nats`` every step draws, whether or not a row takes the draw."""
         nets = self.networks
         if not nets.samples_hypotheses:
             return None
-        assert nets.task_head is not None
-        every = self.config.privileged.resample_every
+        head = nets.task_head
+        assert head is not None
+        priv = self.config.privileged
+        every, nats = priv.resample_every, priv.redraw_nats
         t = self._steps_in_episode
         self._steps_in_episode += 1
-        if self._hypothesis is None or (every > 0 and t % every == 0):
-            if self.noise_rows is None:
-                self._hypothesis = nets.task_head.sample(belief, self.generator)
-            else:
-                start, total = self.noise_rows
-                whole = belief.new_zeros((total, belief.shape[-1]))
-                whole[start : start + belief.shape[0]] = belief
-                drawn = nets.task_head.sample(whole, self.generator)
-                self._hypothesis = drawn[start : start + belief.shape[0]]
+        scheduled = self._hypothesis is None or (every > 0 and t % every == 0)
+        if not scheduled and nats is None:
+            return self._hypothesis
+        drawn = self._draw(belief, within=priv.hypotheses == "sample")
+        if scheduled or self._hypothesis is None or self._drawn_log_density is None:
+            take = torch.ones(drawn.shape[0], dtype=torch.bool, device=drawn.device)
+        else:
+            now = head.log_density(belief, self._hypothesis)
+            assert nats is not None
+            take = now < self._drawn_log_density - nats
+        old = drawn if self._hypothesis is None else self._hypothesis
+        self._hypothesis = torch.where(take.unsqueeze(-1), drawn, old)
+        if nats is not None:
+            density = head.log_density(belief, self._hypothesis)
+            prev = density if self._drawn_log_density is None else self._drawn_log_density
+            self._drawn_log_density = torch.where(take, density, prev)
         return self._hypothesis
+
+    def _draw(self, belief: torch.Tensor, *, within: bool) -> torch.Tensor:
+        """A draw from the head's posterior for every row (the whole meta-batch's draws when
+        distributed, this agent's rows kept)."""
+        head = self.networks.task_head
+        assert head is not None
+        if self.noise_rows is None:
+            return head.sample(belief, self.generator, within=within)
+        start, total = self.noise_rows
+        whole = belief.new_zeros((total, belief.shape[-1]))
+        whole[start : start + belief.shape[0]] = belief
+        return head.sample(whole, self.generator, within=within)[start : start + belief.shape[0]]
 
     def _noise(self, shape: torch.Size) -> torch.Tensor:
         if self.noise_rows is None:

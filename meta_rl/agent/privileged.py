@@ -179,6 +179,11 @@ class TaskInferenceHead(nn.Module):
             return mse
         return self.nll(belief.detach(), target) + mse
 
+    def log_density(self, belief: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per row ``(...)``, the posterior's log-density at standardised features ``x``
+        ``(..., F)`` (up to the constant ``F log 2 pi / 2``)."""
+        return -self.nll(belief, x) * self.task_dim
+
     def nll(self, belief: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per row ``(...)``, the mixture's negative log-likelihood of standardised targets
         ``(..., F)`` per feature (the constant ``log 2 pi / 2`` left out)."""
@@ -187,9 +192,13 @@ class TaskInferenceHead(nn.Module):
         per_component = (-0.5 * z**2 - log_std).sum(-1)  # (..., K)
         return -torch.logsumexp(log_w + per_component, dim=-1) / self.task_dim
 
-    def sample(self, belief: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(
+        self, belief: torch.Tensor, generator: torch.Generator, *, within: bool = True
+    ) -> torch.Tensor:
         """One draw ``(N, F)`` from the posterior given belief features ``(N, B)``: a component
-        by its weight, then a point of it (CPU ``generator``; a point estimate returns itself)."""
+        by its weight, then a point of it; with ``within`` false the component's mean (a draw
+        among the posterior's modes, without the spread inside each). CPU ``generator``; a
+        point estimate returns itself."""
         if self.components == 0:
             return self.forward(belief)
         log_w, means, log_std = self.mixture(belief)
@@ -199,4 +208,4 @@ class TaskInferenceHead(nn.Module):
         mean = means.gather(1, idx).squeeze(1)
         std = log_std.gather(1, idx).squeeze(1).exp()
         noise = torch.randn(mean.shape, generator=generator).to(belief.device)
-        return mean + std * noise
+        return mean + std * noise if within else mean

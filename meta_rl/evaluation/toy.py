@@ -156,3 +156,6 @@ def register_toy_env() -> str:
             id=TOY_ENV_ID, entry_point="meta_rl.evaluation.toy:ToyReachEnv", max_episode_steps=10
         )
     return TOY_ENV_ID
+
+
+register_toy_env()  # importing the module registers the id, so env.module can name it
