@@ -362,16 +362,42 @@ class PrivilegedConfig(Config):
         "Gaussians learnt by negative log-likelihood (needed by hypotheses: sample).",
         ge=0,
     )
-    hypotheses: Literal["mean", "sample", "component"] = param(
+    hypotheses: Literal["mean", "sample", "component", "particles"] = param(
         "mean",
         "What a student's policy reads in place of the task features: mean, the head's point "
         "prediction; sample, a draw from the head's posterior (posterior sampling: the "
         "student acts as its teacher would on a hypothesis of the task, and what it observes "
         "then refines the posterior); component, a component of the posterior drawn by its "
         "weight, read at its mean (a draw among the posterior's modes without the spread "
-        "inside each). Draws are made at each episode's start and every resample_every steps, "
-        "in evaluation too (deterministic evaluation removes the action noise, not the "
-        "hypotheses).",
+        "inside each); particles, a particle drawn by weight from a particle posterior over "
+        "the task features, weighed by a learnt reward model (no head needed). Draws are made "
+        "at each episode's start and every resample_every steps, in evaluation too "
+        "(deterministic evaluation removes the action noise, not the hypotheses).",
+    )
+    particles: int = param(
+        1024,
+        "With hypotheses: particles, the particles: task features drawn once, when the run "
+        "starts, from the family's train split (the prior), saved with the networks.",
+        ge=1,
+    )
+    likelihood_temperature: float = param(
+        3.0,
+        "With hypotheses: particles, the reward likelihood's width in units of the reward "
+        "model's error (1: its root-mean-square error on fresh trials; wider tolerates the "
+        "model's correlated errors).",
+        ge=1.0,
+    )
+    reward_model_hidden: tuple[int, ...] = param(
+        (256, 256), "Hidden layer widths of the reward model (hypotheses: particles).", ge=1
+    )
+    reward_model_updates: int = param(
+        16, "Reward-model steps per iteration (hypotheses: particles).", ge=1
+    )
+    reward_model_batch: int = param(
+        4096, "Transitions per reward-model step (hypotheses: particles).", ge=1
+    )
+    reward_model_lr: float = param(
+        1e-3, "Adam learning rate of the reward model (hypotheses: particles).", gt=0.0
     )
     resample_every: int = param(
         0,
@@ -383,8 +409,9 @@ class PrivilegedConfig(Config):
         None,
         "With hypotheses: sample or component, also redraw a sub-environment's hypothesis as "
         "soon as the evidence contradicts it: when the posterior's log-density at it has "
-        "fallen this many nats below its value when it was drawn. null: only on the schedule "
-        "(each episode's start, resample_every).",
+        "fallen this many nats below its value when it was drawn (with particles: below the "
+        "best particle's). null: only on the schedule (each episode's start, "
+        "resample_every).",
         gt=0.0,
     )
     teacher_freeze_iterations: int = param(
@@ -417,7 +444,15 @@ class PrivilegedConfig(Config):
                     f"privileged.inference_features: got {list(cols)} with a teacher; allowed: "
                     "null (a student's head predicts every feature its teacher read)"
                 )
-        if self.hypotheses != "mean" and (self.teacher is None or self.task_head_components < 1):
+        if self.hypotheses == "particles" and self.teacher is None:
+            raise ValueError(
+                "privileged.hypotheses: got 'particles' with privileged.teacher null; the "
+                "particles are the task features a teacher reads, so set privileged.teacher "
+                "(or hypotheses: mean)"
+            )
+        if self.hypotheses in ("sample", "component") and (
+            self.teacher is None or self.task_head_components < 1
+        ):
             raise ValueError(
                 f"privileged.hypotheses: got {self.hypotheses!r} with privileged.teacher "
                 f"{self.teacher!r} "
@@ -443,7 +478,7 @@ class PrivilegedConfig(Config):
                     "privileged.teacher: got an empty path; allowed: null (no teacher) or a "
                     "teacher run directory or checkpoint file"
                 )
-            if self.task_inference_weight <= 0.0:
+            if self.task_inference_weight <= 0.0 and self.hypotheses != "particles":
                 raise ValueError(
                     f"privileged.teacher: got {self.teacher!r} with "
                     "privileged.task_inference_weight 0; the student learns the teacher's task "
@@ -460,7 +495,7 @@ class PrivilegedConfig(Config):
     @property
     def enabled(self) -> bool:
         """Whether any training loss reads the true task features."""
-        return self.critic or self.task_inference_weight > 0.0
+        return self.critic or self.task_inference_weight > 0.0 or self.hypotheses == "particles"
 
 
 @dataclass(frozen=True)
@@ -646,6 +681,12 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "hypotheses",
             "resample_every",
             "redraw_nats",
+            "particles",
+            "likelihood_temperature",
+            "reward_model_hidden",
+            "reward_model_updates",
+            "reward_model_batch",
+            "reward_model_lr",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.evaluation.toy import TOY_ENV_ID, register_toy_env
@@ -166,6 +167,8 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
         ),
         (["privileged.resample_every=5"], r"privileged\.resample_every: got 5"),
         (["privileged.redraw_nats=1"], r"privileged\.redraw_nats: got 1"),
+        (["privileged.hypotheses=particles"], r"privileged\.hypotheses: got 'particles'"),
+        (["privileged.likelihood_temperature=0.5"], r"privileged\.likelihood_temperature"),
         (["train.algorithm=dagger"], r"train\.algorithm: got 'dagger' with imitation\.expert"),
         (["imitation.expert=runs/x"], r"imitation\.expert: got 'runs/x' with train\.algorithm"),
         (
@@ -291,6 +294,88 @@ def test_a_row_redraws_when_the_evidence_contradicts_its_hypothesis(
         assert torch.equal(second, torch.tensor([[0.0], [7.0], [0.0], [0.0]]))
     finally:
         trainer.close()
+
+
+# ---------------------------------------------------------------------- the particle posterior
+
+
+class _KnownReward(FeatureRewardModel):
+    """A reward model that predicts the first feature as the reward, whatever the transition."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 1, 1, hidden=(2,))
+        self.sigma.fill_(0.5)
+
+    def forward(self, obs, action, next_obs, features):  # type: ignore[no-untyped-def]
+        shape = torch.broadcast_shapes(obs.shape[:-1], features.shape[:-1])
+        return features[..., 0].expand(shape)
+
+
+def test_particles_are_weighed_by_the_reward_likelihood() -> None:
+    particles = torch.tensor([[0.0], [1.0], [2.0]])
+    post = ParticlePosterior(
+        _KnownReward(), particles, 2, temperature=2.0, generator=torch.Generator()
+    )
+    zeros = torch.zeros(2, 1)
+    post.update(zeros, zeros, torch.tensor([1.0, 2.0]), zeros)
+    # log-likelihood -(r - f)^2 / (2 (T sigma)^2) with T sigma = 1, shifted so each row's best is 0.
+    expected = torch.tensor([[-0.5, 0.0, -0.5], [-2.0, -0.5, 0.0]])
+    torch.testing.assert_close(post.log_weights, expected)
+    post.update(zeros, zeros, torch.tensor([9.0, 9.0]), zeros, mask=torch.tensor([False, True]))
+    torch.testing.assert_close(post.log_weights[0], expected[0])  # a masked row is left alone
+    for _ in range(30):
+        post.update(zeros, zeros, torch.tensor([1.0, 2.0]), zeros)
+    assert post.draw().tolist() == [1, 2]  # the posterior has settled on the right particles
+
+
+def test_a_particle_hypothesis_is_kept_until_it_falls_behind() -> None:
+    particles = torch.tensor([[0.0], [1.0], [2.0]])
+    post = ParticlePosterior(
+        _KnownReward(), particles, 3, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    post.log_weights = torch.tensor([[0.0, -50.0, -50.0]] * 3)
+    assert post.hypotheses(True, None)[:, 0].tolist() == [0.0, 0.0, 0.0]
+    # Now particle 2 is the only likely one; particle 0 is 4 nats behind in row 0, 40 in rows 1-2.
+    post.log_weights = torch.tensor([[-4.0, -50.0, 0.0], [-40.0, -50.0, 0.0], [-40.0, -50.0, 0.0]])
+    kept = post.hypotheses(False, 5.0)[:, 0].tolist()
+    assert kept == [0.0, 2.0, 2.0]
+    assert post.hypotheses(False, None)[:, 0].tolist() == [0.0, 2.0, 2.0]  # no rule: kept
+    assert post.hypotheses(True, None)[:, 0].tolist() == [2.0, 2.0, 2.0]  # scheduled redraw
+
+
+def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
+    tmp_path: Path, expert: Path
+) -> None:
+    over = (
+        f"privileged.teacher={expert}",
+        "privileged.hypotheses=particles",
+        "privileged.particles=16",
+        "privileged.reward_model_hidden=[8]",
+        "privileged.reward_model_batch=16",
+        "privileged.redraw_nats=2.0",
+        "privileged.teacher_freeze_iterations=100",
+        "task_model.updates_per_iteration=0",
+    )
+    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
+    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
+    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
+    ckpt = "checkpoints/ckpt_00000003.pt"
+    a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
+    for k, v in a["networks"].items():
+        torch.testing.assert_close(v, b["networks"][k], atol=0, rtol=0, msg=k)
+    bank = a["networks"]["particle_bank"]
+    assert bank.shape == (16, 1)
+    # The prior: train-split goals, 0.2 <= |goal| <= 0.6 (docs of the toy family).
+    assert bool(((bank.abs() >= 0.2) & (bank.abs() <= 0.6)).all())
+    metrics = read_metrics(full)
+    assert all(np.isfinite(m["privileged/reward_model_rmse"]) for m in metrics)
+    assert float(a["networks"]["reward_model.sigma"]) == metrics[-1]["privileged/reward_model_rmse"]
+    # The acting agent loads the particles and the model, and acts on particles.
+    from meta_rl.agent.meta_agent import MetaAgent
+
+    agent = MetaAgent.from_checkpoint(full)
+    assert agent.networks.reward_model is not None
+    torch.testing.assert_close(agent.networks.particle_bank, bank)
 
 
 # ---------------------------------------------------------------------- DAgger

@@ -54,6 +54,7 @@ from meta_rl.agent.maml import (
     task_model_inner_loss,
 )
 from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
+from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior
 from meta_rl.agent.policy import ActorCritic, PolicyOutput
 from meta_rl.agent.privileged import (
     PRIVILEGED_MODULES,
@@ -95,6 +96,7 @@ class AgentNetworks(nn.Module):
     inner_reward_scale: torch.Tensor
     privileged_critic: PrivilegedCritic | None
     task_head: TaskInferenceHead | None
+    particle_bank: torch.Tensor
 
     def __init__(
         self,
@@ -164,7 +166,8 @@ class AgentNetworks(nn.Module):
             self.privileged_critic = PrivilegedCritic(
                 obs_dim, cond_dim, task_dim, hidden=pol.hidden, activation=pol.activation
             )
-        wants_head = priv.task_inference_weight > 0.0 and (self.student or not acting_only)
+        # A student always has one: its fixed normaliser standardises the features it reads.
+        wants_head = self.student or (priv.task_inference_weight > 0.0 and not acting_only)
         if task_dim is not None and wants_head:  # a student's head acts; other heads only train
             self.task_head = TaskInferenceHead(
                 2 * enc.latent_dim,
@@ -174,7 +177,15 @@ class AgentNetworks(nn.Module):
                 normalize=pol.normalize_obs,
                 components=priv.task_head_components,
             )
-        self.samples_hypotheses = self.student and priv.hypotheses in ("sample", "component")
+        self.samples_hypotheses = self.student and priv.hypotheses != "mean"
+        # The particle posterior's parts (hypotheses: particles): the reward model and the
+        # particles, raw task features of the train split filled in when a run starts.
+        self.reward_model: FeatureRewardModel | None = None
+        if self.student and priv.hypotheses == "particles" and task_dim is not None:
+            self.reward_model = FeatureRewardModel(
+                obs_dim, action_dim, task_dim, hidden=priv.reward_model_hidden
+            )
+            self.register_buffer("particle_bank", torch.zeros(priv.particles, task_dim))
 
     def conditioning(
         self, belief: torch.Tensor, hypothesis: torch.Tensor | None = None
@@ -314,6 +325,7 @@ class MetaAgent:
         (the trainer and the evaluation pin tasks so); with MAML they adapt together."""
         self._hypothesis: torch.Tensor | None = None  # posterior sampling's current draw
         self._drawn_log_density: torch.Tensor | None = None  # its log-density when drawn
+        self._particles: ParticlePosterior | None = None  # hypotheses: particles
         self._steps_in_episode = 0
         self._params: dict[str, torch.Tensor] | None = None  # None: the meta-parameters
         self._task_params: dict[str, torch.Tensor] | None = None  # the same, one set per task
@@ -344,6 +356,15 @@ class MetaAgent:
         self._hypothesis = None
         self._drawn_log_density = None
         self._steps_in_episode = 0
+        nets = self.networks
+        if nets.reward_model is not None and nets.task_head is not None:
+            self._particles = ParticlePosterior(
+                nets.reward_model,
+                nets.task_head.targets(nets.particle_bank),
+                num_envs,
+                temperature=self.config.privileged.likelihood_temperature,
+                generator=self.generator,
+            )
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)``, within the action space."""
@@ -362,6 +383,15 @@ class MetaAgent:
         if self._hidden is None:
             raise RuntimeError("MetaAgent.observe before begin_trial(num_envs)")
         next_obs_t = self._tensor(next_obs)
+        if self._particles is not None:
+            nets = self.networks
+            self._particles.update(
+                nets.normalize(self._tensor(obs)),
+                self._tensor(action),
+                self._tensor(reward),
+                nets.normalize(next_obs_t),
+                None if mask is None else torch.as_tensor(mask, device=self.device),
+            )
         if self.maml is not None:
             valid = np.ones(len(reward), dtype=bool) if mask is None else np.asarray(mask, bool)
             self._append("reward", self._tensor(np.where(valid, reward, 0.0)))
@@ -396,6 +426,8 @@ class MetaAgent:
         if self._hidden is None:
             raise RuntimeError("MetaAgent.end_episode before begin_trial(num_envs)")
         self._hypothesis = None  # posterior sampling draws afresh at each episode's start
+        if self._particles is not None:
+            self._particles.index = None
         self._drawn_log_density = None
         self._steps_in_episode = 0
         if self.maml is not None and self._record.get("reward"):
@@ -556,6 +588,9 @@ class MetaAgent:
         t = self._steps_in_episode
         self._steps_in_episode += 1
         scheduled = self._hypothesis is None or (every > 0 and t % every == 0)
+        if self._particles is not None:
+            self._hypothesis = self._particles.hypotheses(scheduled, nats)
+            return self._hypothesis
         if not scheduled and nats is None:
             return self._hypothesis
         drawn = self._draw(belief, within=priv.hypotheses == "sample")

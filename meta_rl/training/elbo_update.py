@@ -42,7 +42,7 @@ def elbo_update(
         terms = elbo_loss(encoder, networks.decoder, trials, cfg, generator, beliefs)
         total = terms.total
         inference: torch.Tensor | None = None
-        if head is not None and task_features is not None:
+        if head is not None and task_features is not None and task_inference_weight > 0.0:
             inference = task_inference_loss(encoder, head, trials, task_features, beliefs)
             total = total + task_inference_weight * inference
         guard.step(total)

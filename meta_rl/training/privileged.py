@@ -9,7 +9,9 @@ after the rollout; only the losses here read them:
 - :func:`task_inference_loss`: the belief after every step predicts the standardised task
   features (``privileged.task_inference_weight``, added to the ELBO);
 - :func:`task_inference_errors`: that error before and after every step, without gradients:
-  the information-gain reward (``privileged.info_gain_weight``) and the per-episode metrics.
+  the information-gain reward (``privileged.info_gain_weight``) and the per-episode metrics;
+- :func:`reward_model_update`: the particle posterior's reward model learns the reward of
+  each transition under the true features (``privileged.hypotheses: particles``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import numpy as np
 import torch
 
 from meta_rl.agent.encoder import Belief, ContextEncoder
+from meta_rl.agent.particles import FeatureRewardModel
 from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead, standardize_features
 from meta_rl.agent.task_model import TrialTensors
+from meta_rl.training.optim import GuardedOptimizer
 
 __all__ = [
     "InferenceErrors",
     "privileged_values",
+    "reward_model_update",
     "standardize_features",
     "task_features",
     "task_inference_errors",
@@ -124,3 +129,46 @@ def task_inference_errors(
         first = ((head(prior) - target) ** 2).mean(-1)
         before = torch.cat([first.unsqueeze(0), after[:-1]], dim=0)
     return InferenceErrors(before, after)
+
+
+def reward_model_update(
+    model: FeatureRewardModel,
+    trials: TrialTensors,
+    raw_rewards: torch.Tensor,
+    features: torch.Tensor,
+    *,
+    updates: int,
+    batch_size: int,
+    guard: GuardedOptimizer,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Fit the reward model of the particle posterior (``privileged.hypotheses: particles``) on
+    a batch of trials: ``updates`` steps of squared error on minibatches of ``batch_size`` valid
+    transitions, the model reading the trials' normalised observations and the standardised
+    true features ``(N, F)`` of their tasks, predicting the raw rewards ``(T, N)``.
+
+    First, before it learns from them, its root-mean-square error on these (fresh) trials
+    becomes its ``sigma``, the likelihood's scale. Logged as ``privileged/reward_model_rmse``
+    (that error) and ``losses/reward_model`` (the mean training loss)."""
+    t_len = trials.obs.shape[0]
+    feats = features.unsqueeze(0).expand(t_len, *features.shape)
+    valid = trials.mask
+    obs, act, nxt, f, r = (
+        x[valid] for x in (trials.obs, trials.action, trials.next_obs, feats, raw_rewards)
+    )
+    with torch.no_grad():
+        rmse = ((model(obs, act, nxt, f) - r) ** 2).mean().sqrt()
+        model.sigma.copy_(rmse)
+    losses = []
+    n = r.shape[0]
+    for _ in range(updates):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(r.device)
+        loss = ((model(obs[idx], act[idx], nxt[idx], f[idx]) - r[idx]) ** 2).mean()
+        guard.step(loss)
+        if guard.stopped:
+            break
+        losses.append(float(loss.detach()))
+    return {
+        "privileged/reward_model_rmse": float(rmse),
+        "losses/reward_model": float(sum(losses) / max(len(losses), 1)),
+    }

@@ -70,6 +70,8 @@ def training_payload(trainer: Trainer) -> dict[str, Any]:
             "counters": {f.name: getattr(c, f.name) for f in fields(c)},
         },
     }
+    if trainer.reward_opt is not None:
+        payload["trainer"]["reward_opt"] = trainer.reward_opt.state_dict()
     if trainer.task_dim is not None:
         payload["meta"]["task_dim"] = trainer.task_dim
     if trainer.teacher_source is not None:
@@ -104,6 +106,8 @@ def restore_training_state(trainer: Trainer, path: Path) -> None:
         tr = payload["trainer"]
         trainer.ppo_opt.load_state_dict(tr["ppo_opt"])
         trainer.elbo_opt.load_state_dict(tr["elbo_opt"])
+        if trainer.reward_opt is not None:
+            trainer.reward_opt.load_state_dict(tr["reward_opt"])
         trainer.np_rng.bit_generator.state = tr["np_rng"]
         trainer.act_gen.set_state(tr["act_gen"])
         saved_world = int(payload["meta"].get("world_size", 1))

@@ -91,6 +91,7 @@ from meta_rl.training.ppo_update import ppo_update
 from meta_rl.training.privileged import (
     InferenceErrors,
     privileged_values,
+    reward_model_update,
     task_features,
     task_inference_errors,
 )
@@ -214,6 +215,12 @@ class Trainer:
         if nets.task_head is not None:
             self.elbo_params += list(nets.task_head.parameters())
         self.elbo_opt = torch.optim.Adam(self.elbo_params, lr=cfg.task_model.lr)
+        # The particle posterior's reward model (privileged.hypotheses: particles).
+        self.reward_opt: torch.optim.Optimizer | None = None
+        if nets.reward_model is not None:
+            self.reward_opt = torch.optim.Adam(
+                nets.reward_model.parameters(), lr=cfg.privileged.reward_model_lr
+            )
         self.scaler = ReturnScaler(
             cfg.ppo.gamma,
             enabled=cfg.ppo.normalize_rewards,
@@ -233,6 +240,16 @@ class Trainer:
             limit,
             world,
         )
+        self.reward_guard: GuardedOptimizer | None = None
+        if self.reward_opt is not None and nets.reward_model is not None:
+            self.reward_guard = GuardedOptimizer(
+                self.reward_opt,
+                list(nets.reward_model.parameters()),
+                cfg.task_model.max_grad_norm,
+                self.counters,
+                limit,
+                world,
+            )
         self.config_hash = config_hash(cfg)
         self.run_dir: Path | None = None
         self._checkpoints: CheckpointManager | None = None
@@ -262,6 +279,12 @@ class Trainer:
             restore_training_state(self, resume_from)
         elif cfg.privileged.teacher is not None:
             self.teacher_source = start_from_teacher(self)
+            if self.networks.reward_model is not None:
+                # The particles: the prior over the task, from the family's own train split.
+                bank = self.venv.task_distribution.sample(
+                    cfg.privileged.particles, "train", np.random.default_rng([seed, 4242])
+                )
+                self.networks.particle_bank.copy_(task_features(bank, self.device))
         broadcast_module(world, self.networks)  # the same start on every rank, whatever it ran on
         if run_dir is not None:
             self.attach(run_dir)
@@ -401,6 +424,24 @@ class Trainer:
             task_inference_weight=self.cfg.privileged.task_inference_weight,
         )
 
+    def reward_model_update(self, batch: TrialBatch) -> dict[str, float]:
+        """The particle posterior's reward model learns from the batch (before the
+        normalisers move, as the agent read the batch)."""
+        model, head = self.networks.reward_model, self.networks.task_head
+        assert model is not None and head is not None and self.reward_guard is not None
+        assert batch.task_features is not None
+        priv = self.cfg.privileged
+        return reward_model_update(
+            model,
+            batch.trial_tensors(self.agent),
+            batch.rewards,
+            head.targets(batch.task_features),
+            updates=priv.reward_model_updates,
+            batch_size=priv.reward_model_batch,
+            guard=self.reward_guard,
+            generator=self.learn_gen,
+        )
+
     def evaluate(self) -> dict[str, float]:
         """Deterministic trials on the run's fixed held-out tasks: adaptation and model error."""
         batch = collect_trials(
@@ -458,7 +499,7 @@ class Trainer:
             features = task_features(tasks, self.device)
             batch = dataclasses.replace(batch, task_features=features)
             head = self.networks.task_head
-            if head is not None:
+            if head is not None and cfg.privileged.task_inference_weight > 0.0:
                 errors = task_inference_errors(
                     self.networks.encoder,
                     head,
@@ -489,6 +530,8 @@ class Trainer:
             metrics = self.ppo_update(batch)
         if not self.stopped:
             metrics.update(self.elbo_update(batch))
+        if not self.stopped and self.networks.reward_model is not None:
+            metrics.update(self.reward_model_update(batch))
         moments = self._moments if self.world.distributed else None
         if not frozen:  # the normaliser is part of the frozen policy's function
             self.networks.policy.obs_norm.update(batch.obs[batch.mask], moments)

@@ -1,0 +1,122 @@
+"""A particle posterior over the task features, weighed by a learned reward model
+(``privileged.hypotheses: particles``, docs/imitation.md).
+
+The belief is exact Bayesian inference over a fixed bank of task-feature vectors drawn from the
+family's own train split (the prior): after each transition every particle's log-weight gains
+the log-likelihood of the observed reward under that particle, a Gaussian around the reward
+:class:`FeatureRewardModel` predicts for the transition if the task were the particle's. The
+model is a plain regression, ``r(s, a, s', features)``, learnt on the agent's own trials with
+the true features; nothing in it names a family. A student acts as its teacher would on a
+particle drawn by weight (posterior sampling): exploring emerges from acting on hypotheses, and
+a wrong hypothesis is dropped as soon as its weight falls behind.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from meta_rl.agent.networks import mlp
+
+__all__ = ["FeatureRewardModel", "ParticlePosterior"]
+
+
+class FeatureRewardModel(nn.Module):
+    """The reward of a transition under given task features: an MLP on
+    ``[normalised obs, action, normalised next obs, standardised features]``.
+
+    ``sigma`` (a buffer, saved with the model) is the root-mean-square error of its predictions
+    on the latest trials before it learnt from them, the likelihood's scale.
+    """
+
+    sigma: torch.Tensor
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, task_dim: int, hidden: tuple[int, ...] = (256, 256)
+    ) -> None:
+        super().__init__()
+        self.net = mlp([2 * obs_dim + action_dim + task_dim, *hidden, 1], nn.ReLU)
+        self.register_buffer("sigma", torch.ones(()))
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        next_obs: torch.Tensor,
+        features: torch.Tensor,
+    ) -> torch.Tensor:
+        """Predicted rewards ``(...)`` of inputs ``(..., obs_dim)``, ``(..., A)``,
+        ``(..., obs_dim)``, ``(..., F)`` (broadcast against each other)."""
+        shape = torch.broadcast_shapes(
+            obs.shape[:-1], action.shape[:-1], next_obs.shape[:-1], features.shape[:-1]
+        )
+        parts = [x.expand(*shape, x.shape[-1]) for x in (obs, action, next_obs, features)]
+        out: torch.Tensor = self.net(torch.cat(parts, dim=-1)).squeeze(-1)
+        return out
+
+
+class ParticlePosterior:
+    """The posterior of N sub-environments over a bank of P particles (standardised task
+    features ``(P, F)``): log-weights ``(N, P)``, uniform at the start of a trial.
+
+    :meth:`update` adds each transition's reward log-likelihood, ``-(r - r_hat)^2 / (2 (T
+    sigma)^2)`` with the model's ``sigma`` and a temperature T >= 1 that widens it (a model's
+    errors are not independent from step to step). :meth:`hypotheses` keeps each row's particle
+    and redraws, by weight, the rows that ``redraw`` marks and those whose particle's log-weight
+    has fallen more than ``nats`` below the best one (the evidence contradicts it).
+    """
+
+    def __init__(
+        self,
+        model: FeatureRewardModel,
+        particles: torch.Tensor,
+        num_envs: int,
+        *,
+        temperature: float,
+        generator: torch.Generator,
+    ) -> None:
+        self.model = model
+        self.particles = particles
+        self.temperature = float(temperature)
+        self.generator = generator
+        self.log_weights = particles.new_zeros((num_envs, particles.shape[0]))
+        self.index: torch.Tensor | None = None
+
+    def update(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> None:
+        """Weigh every particle by one transition per row (``(N, ...)`` normalised observations,
+        actions, raw rewards ``(N,)``); rows with ``mask`` false are left as they are."""
+        with torch.no_grad():
+            predicted = self.model(
+                obs.unsqueeze(1), action.unsqueeze(1), next_obs.unsqueeze(1), self.particles
+            )  # (N, P)
+            scale = self.temperature * self.model.sigma.clamp_min(1e-6)
+            loglik = -((reward.unsqueeze(1) - predicted) ** 2) / (2.0 * scale**2)
+            if mask is not None:
+                loglik = loglik * mask.to(loglik.dtype).unsqueeze(1)
+            logw = self.log_weights + loglik
+            self.log_weights = logw - logw.max(dim=1, keepdim=True).values
+
+    def draw(self) -> torch.Tensor:
+        """A particle index per row ``(N,)``, drawn by weight."""
+        weights = torch.softmax(self.log_weights, dim=1).cpu()
+        return torch.multinomial(weights, 1, generator=self.generator).squeeze(1)
+
+    def hypotheses(self, redraw: bool, nats: float | None) -> torch.Tensor:
+        """Each row's hypothesis ``(N, F)``: its particle, redrawn when ``redraw`` (every row)
+        or, with ``nats``, when its log-weight is that far below its row's best. Every call
+        draws for all rows (the generator advances alike whatever the evidence)."""
+        drawn = self.draw().to(self.log_weights.device)
+        if self.index is None or redraw:
+            self.index = drawn
+        elif nats is not None:
+            current = self.log_weights.gather(1, self.index.unsqueeze(1)).squeeze(1)
+            behind = current < self.log_weights.max(dim=1).values - nats
+            self.index = torch.where(behind, drawn, self.index)
+        return self.particles[self.index]
