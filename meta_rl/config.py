@@ -320,25 +320,61 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
-    """Load ``cls`` from a YAML file (or its defaults when ``path`` is None) plus overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or " ".join(str(e).split())
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {problem}") from e
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
-        data = loaded
+    """Load ``cls`` from a YAML file (or its defaults when ``path`` is None) plus overrides.
+
+    A file may start from another: ``base: <path>`` (relative to the file) loads that file
+    first (itself possibly with a ``base``) and this file's keys replace its keys, section by
+    section, so a config states only what differs from its base."""
+    data: dict[str, Any] = {} if path is None else read_config_mapping(Path(path))
     return from_dict(cls, apply_overrides(cls, data, overrides))
+
+
+def read_config_mapping(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of a YAML config file with its ``base`` chain merged in (see
+    :func:`load_config`)."""
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from e
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    base = loaded.pop("base", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(
+            f"base: got {base!r} in {str(path)!r}; allowed: the path of another config file, "
+            "relative to this one"
+        )
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ConfigError(f"base: {str(path)!r} names {base!r}, which leads back to itself")
+    if not base_path.is_file():
+        raise ConfigError(
+            f"base: got {base!r} in {str(path)!r}; no such file {str(base_path)!r}; allowed: "
+            "the path of another config file, relative to this one"
+        )
+    merged = read_config_mapping(base_path, (*_seen, path.resolve()))
+    return _merge(merged, loaded)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over``'s keys replace ``base``'s; mappings are merged key by key (a list or a value
+    replaces whatever was there)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def save_config_yaml(cfg: Any, path: str | Path) -> None:

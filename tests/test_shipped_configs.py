@@ -1,0 +1,50 @@
+"""Every shipped experiment config loads, validates and resolves to the config (and hash) it
+resolved to when it was last pinned (tests/data/shipped_configs.json): a config rewritten to
+state only what differs from its base (``base:``) must not change what it trains. Rewrite the
+snapshot only for a change of what a config means, in the commit that makes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from meta_rl.config import ConfigError, to_dict
+from meta_rl.experiment import config_hash, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+PINNED = json.loads((ROOT / "tests" / "data" / "shipped_configs.json").read_text())
+
+
+def test_every_shipped_experiment_config_is_pinned() -> None:
+    shipped = sorted(
+        str(p.relative_to(ROOT))
+        for pattern in ("configs/*.yaml", "configs/ablations/*.yaml")
+        for p in ROOT.glob(pattern)
+    )
+    assert shipped == sorted(PINNED)
+
+
+@pytest.mark.parametrize("path", sorted(PINNED))
+def test_a_shipped_config_resolves_as_pinned(path: str) -> None:
+    cfg = load_experiment(ROOT / path)
+    assert to_dict(cfg) == PINNED[path]["resolved"]
+    assert config_hash(cfg) == PINNED[path]["config_hash"]
+
+
+def test_a_base_is_merged_section_by_section(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("experiment: a\nppo:\n  lr: 0.01\n  epochs: 7\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nppo:\n  epochs: 2\n")
+    cfg = load_experiment(tmp_path / "child.yaml")
+    assert (cfg.experiment, cfg.ppo.lr, cfg.ppo.epochs) == ("a", 0.01, 2)
+
+
+def test_a_bad_base_is_refused_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"base: .* leads back to itself"):
+        load_experiment(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"base: got 'nowhere.yaml' .* no such file"):
+        load_experiment(tmp_path / "c.yaml")
