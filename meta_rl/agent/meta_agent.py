@@ -383,7 +383,8 @@ class MetaAgent:
         if self._hidden is None:
             raise RuntimeError("MetaAgent.observe before begin_trial(num_envs)")
         next_obs_t = self._tensor(next_obs)
-        if self._particles is not None:
+        if self._particles is not None and self.use_context:
+            # Without context (the zero-shot control) the particles keep the prior's weights.
             nets = self.networks
             self._particles.update(
                 nets.normalize(self._tensor(obs)),
