@@ -86,3 +86,42 @@ def test_main_job_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert list((run_dir / "showcase" / "videos").glob("*.mp4"))
     assert "showcase:" in result.stdout
     assert sorted(p.relative_to(shown) for p in shown.rglob("*")) == shown_files
+
+
+def test_the_main_job_trains_its_teacher_first_then_the_student(tmp_path: Path) -> None:
+    """``metarl run --teacher-config``: the teacher's run, then the student's with
+    ``privileged.teacher`` naming it, then the student's evaluation (the README's main job
+    shape, on the smoke budget)."""
+    import argparse
+
+    from meta_rl.commands.run import run
+    from meta_rl.experiment import load_experiment
+
+    smoke = REPO / "configs" / "smoke.yaml"
+    teacher_yaml = tmp_path / "teacher.yaml"
+    teacher_yaml.write_text(
+        f"base: {smoke}\nexperiment: teacher\nruns_dir: {tmp_path / 'teachers'}\n"
+        "env:\n  kwargs: {reveal_task: true}\nencoder:\n  use_context: false\n"
+        "task_model:\n  updates_per_iteration: 0\n"
+    )
+    student_yaml = tmp_path / "student.yaml"
+    student_yaml.write_text(
+        f"base: {smoke}\nexperiment: student\ntask_model:\n  updates_per_iteration: 0\n"
+        "privileged:\n  teacher: nowhere\n  hypotheses: particles\n  particles: 8\n"
+        "  reward_model_hidden: [8]\n  teacher_freeze_iterations: 100\n"
+    )
+    args = argparse.Namespace(
+        config=str(student_yaml),
+        eval_config=str(REPO / "configs" / "eval" / "smoke.yaml"),
+        teacher_config=str(teacher_yaml),
+        showcase=None,
+        showcase_config=None,
+        overrides=[f"runs_dir={tmp_path / 'runs'}", "eval.num_videos=0", "eval.wandb_mode=disabled"],
+    )
+    assert run(args) == 0
+    (teacher,) = (tmp_path / "teachers").iterdir()
+    (student,) = (tmp_path / "runs").iterdir()
+    cfg = load_experiment(student / "config.yaml")
+    assert cfg.privileged.teacher == str(teacher)
+    report = json.loads((student / "eval" / "eval.json").read_text())
+    assert set(report["methods"]) >= {"meta-agent", "zero-shot"}

@@ -3,6 +3,8 @@
 Training writes the run directory (config, metrics, checkpoints, W&B); evaluation adds
 ``eval/eval.json``, the adaptation-curve PNG, the markdown table and the videos to it.
 Overrides prefixed with ``eval.`` go to the evaluation config, all others to the experiment.
+With ``--teacher-config YAML`` it first trains a teacher (a revealed-task policy) on that config
+and makes the run its student (docs/imitation.md).
 With ``--showcase CHECKPOINT`` (the README's main job passes ``pretrained/pick_place``, the
 shipped pick-place agent) it then evaluates that agent too, into ``<run>/showcase/``: its
 adaptation curve on unseen objects and its episode-1-beside-episode-K videos.
@@ -25,6 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-config",
         default=None,
         help=f"Evaluation YAML (default: {DEFAULT_EVAL_CONFIG} when it exists, else defaults).",
+    )
+    parser.add_argument(
+        "--teacher-config",
+        default=None,
+        metavar="YAML",
+        help="First train a teacher on this experiment YAML (a revealed-task policy: "
+        "env.kwargs.reveal_task=true encoder.use_context=false), then the run's own config as "
+        "its student (privileged.teacher set to the teacher's fresh run directory).",
     )
     parser.add_argument(
         "--showcase",
@@ -66,7 +76,15 @@ def run(args: argparse.Namespace) -> int:
     eval_path = args.eval_config
     if eval_path is None and DEFAULT_EVAL_CONFIG.is_file():
         eval_path = str(DEFAULT_EVAL_CONFIG)
-    # Both configs are checked before the (long) training starts.
+    # Every config is checked before the (long) training starts.
+    teacher_cfg = None
+    if args.teacher_config is not None:
+        try:
+            teacher_cfg = load_experiment(args.teacher_config, [])
+        except (ValueError, FileNotFoundError) as e:
+            raise type(e)(f"--teacher-config: {e}") from e
+        # The student's checks, with a stand-in for the teacher it will get.
+        exp_overrides = [*exp_overrides, "privileged.teacher=<the teacher run>"]
     cfg = load_experiment(args.config, exp_overrides)
     eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
     showcase_cfg = None
@@ -83,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
             showcase_cfg = load_config(EvalConfig, showcase_path, [])
         except (ValueError, FileNotFoundError) as e:
             raise type(e)(f"--showcase-config: {e}") from e
+    if teacher_cfg is not None:
+        teacher_dir = train(teacher_cfg)
+        if launched_rank() == 0:
+            print(f"teacher run dir: {teacher_dir}")
+        cfg = load_experiment(
+            args.config, [*exp_overrides[:-1], f"privileged.teacher={teacher_dir}"]
+        )
     run_dir = train(cfg)
     if launched_rank() != 0:
         return 0  # under torchrun (docs/distributed.md) rank 0 alone evaluates
