@@ -116,7 +116,11 @@ def test_the_main_job_trains_its_teacher_first_then_the_student(tmp_path: Path) 
         teacher_config=str(teacher_yaml),
         showcase=None,
         showcase_config=None,
-        overrides=[f"runs_dir={tmp_path / 'runs'}", "eval.num_videos=0", "eval.wandb_mode=disabled"],
+        overrides=[
+            f"runs_dir={tmp_path / 'runs'}",
+            "eval.num_videos=0",
+            "eval.wandb_mode=disabled",
+        ],
     )
     assert run(args) == 0
     (teacher,) = (tmp_path / "teachers").iterdir()
