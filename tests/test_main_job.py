@@ -12,16 +12,15 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from meta_rl.commands.run import split_overrides
+from meta_rl.commands.run import split_overrides, teacher_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_eval_overrides_are_split_from_experiment_overrides() -> None:
-    assert split_overrides(["train.seed=1", "eval.num_tasks=3", "ppo.lr=1e-3"]) == (
-        ["train.seed=1", "ppo.lr=1e-3"],
-        ["num_tasks=3"],
-    )
+    given = ["train.seed=1", "eval.num_tasks=3", "ppo.lr=1e-3", "teacher.train.seed=2"]
+    assert split_overrides(given) == (["train.seed=1", "ppo.lr=1e-3"], ["num_tasks=3"])
+    assert teacher_overrides(given) == ["train.seed=2"]
 
 
 @pytest.mark.slow
@@ -117,6 +116,7 @@ def test_the_main_job_trains_its_teacher_first_then_the_student(tmp_path: Path) 
         showcase=None,
         showcase_config=None,
         overrides=[
+            "teacher.train.seed=3",
             f"runs_dir={tmp_path / 'runs'}",
             "eval.num_videos=0",
             "eval.wandb_mode=disabled",
@@ -127,5 +127,7 @@ def test_the_main_job_trains_its_teacher_first_then_the_student(tmp_path: Path) 
     (student,) = (tmp_path / "runs").iterdir()
     cfg = load_experiment(student / "config.yaml")
     assert cfg.privileged.teacher == str(teacher)
+    assert load_experiment(teacher / "config.yaml").train.seed == 3
+    assert teacher.name.startswith("teacher__3__")
     report = json.loads((student / "eval" / "eval.json").read_text())
     assert set(report["methods"]) >= {"meta-agent", "zero-shot"}

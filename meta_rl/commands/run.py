@@ -51,15 +51,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "overrides",
         nargs="*",
-        help="Overrides section.key=value; eval.key=value for the evaluation (eval.num_tasks=5).",
+        help="Overrides section.key=value; eval.key=value for the evaluation (eval.num_tasks=5), "
+        "teacher.key=value for --teacher-config's run (teacher.train.seed=1).",
     )
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """(experiment overrides, evaluation overrides without their ``eval.`` prefix)."""
-    experiment = [o for o in overrides if not o.startswith("eval.")]
-    evaluation = [o.removeprefix("eval.") for o in overrides if o.startswith("eval.")]
+    """(experiment overrides, evaluation overrides without their ``eval.`` prefix); the
+    teacher's (``teacher.``) are in neither (:func:`teacher_overrides`)."""
+    own = [o for o in overrides if not o.startswith("teacher.")]
+    experiment = [o for o in own if not o.startswith("eval.")]
+    evaluation = [o.removeprefix("eval.") for o in own if o.startswith("eval.")]
     return experiment, evaluation
+
+
+def teacher_overrides(overrides: list[str]) -> list[str]:
+    """The overrides of ``--teacher-config``'s experiment, without their ``teacher.`` prefix."""
+    return [o.removeprefix("teacher.") for o in overrides if o.startswith("teacher.")]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     teacher_cfg = None
     if args.teacher_config is not None:
         try:
-            teacher_cfg = load_experiment(args.teacher_config, [])
+            teacher_cfg = load_experiment(args.teacher_config, teacher_overrides(args.overrides))
         except (ValueError, FileNotFoundError) as e:
             raise type(e)(f"--teacher-config: {e}") from e
         # The student's checks, with a stand-in for the teacher it will get.
