@@ -370,7 +370,9 @@ class PrivilegedConfig(Config):
         "then refines the posterior); component, a component of the posterior drawn by its "
         "weight, read at its mean (a draw among the posterior's modes without the spread "
         "inside each); particles, a particle drawn by weight from a particle posterior over "
-        "the task features, weighed by a learnt reward model (no head needed). Draws are made "
+        "the task features, weighed by a learnt reward model (with task_head_components 1 and "
+        "task_inference_weight > 0, each feature of the particle is then moved towards the "
+        "head's Gaussian by how much surer the head is of it). Draws are made "
         "at each episode's start and every resample_every steps, in evaluation too "
         "(deterministic evaluation removes the action noise, not the hypotheses).",
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior
+from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior, fuse
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.evaluation.toy import TOY_ENV_ID, register_toy_env
@@ -341,6 +341,23 @@ def test_a_particle_hypothesis_is_kept_until_it_falls_behind() -> None:
     assert kept == [0.0, 2.0, 2.0]
     assert post.hypotheses(False, None)[:, 0].tolist() == [0.0, 2.0, 2.0]  # no rule: kept
     assert post.hypotheses(True, None)[:, 0].tolist() == [2.0, 2.0, 2.0]  # scheduled redraw
+
+
+def test_each_feature_is_read_from_the_surer_posterior() -> None:
+    particles = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    post = ParticlePosterior(
+        _KnownReward(), particles, 1, temperature=1.0, generator=torch.Generator()
+    )
+    # Equal weights: feature 0 spread over {0, 2} (variance 1), feature 1 certain (variance 0).
+    torch.testing.assert_close(post.variance(), torch.tensor([[1.0, 0.0]]))
+    h = torch.tensor([[2.0, 0.0]])
+    head_mean, head_var = torch.tensor([[1.0, 5.0]]), torch.tensor([[3.0, 1.0]])
+    fused = fuse(h, post.variance().clamp_min(1e-6), head_mean, head_var)
+    # Feature 0: 2 + 1 / (1 + 3) * (1 - 2) = 1.75; feature 1: the particles are sure, kept.
+    torch.testing.assert_close(fused, torch.tensor([[1.75, 0.0]]), atol=1e-5, rtol=0)
+    # A head far surer than the particles wins the feature.
+    sure = fuse(h, torch.tensor([[1.0, 1.0]]), head_mean, torch.tensor([[1e-8, 1e-8]]))
+    torch.testing.assert_close(sure, head_mean, atol=1e-5, rtol=0)
 
 
 def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(

@@ -54,7 +54,7 @@ from meta_rl.agent.maml import (
     task_model_inner_loss,
 )
 from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
-from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior
+from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior, fuse
 from meta_rl.agent.policy import ActorCritic, PolicyOutput
 from meta_rl.agent.privileged import (
     PRIVILEGED_MODULES,
@@ -326,6 +326,14 @@ class MetaAgent:
         self._hypothesis: torch.Tensor | None = None  # posterior sampling's current draw
         self._drawn_log_density: torch.Tensor | None = None  # its log-density when drawn
         self._particles: ParticlePosterior | None = None  # hypotheses: particles
+        priv = config.privileged
+        # Particles fused with a one-component head that the belief trains (particles.fuse).
+        self._fuses_head = (
+            networks.reward_model is not None
+            and priv.task_head_components == 1
+            and priv.task_inference_weight > 0.0
+            and self.use_context
+        )
         self._steps_in_episode = 0
         self._params: dict[str, torch.Tensor] | None = None  # None: the meta-parameters
         self._task_params: dict[str, torch.Tensor] | None = None  # the same, one set per task
@@ -591,6 +599,15 @@ class MetaAgent:
         scheduled = self._hypothesis is None or (every > 0 and t % every == 0)
         if self._particles is not None:
             self._hypothesis = self._particles.hypotheses(scheduled, nats)
+            if self._fuses_head:
+                # Each feature from whichever posterior is surer of it (particles.fuse).
+                _, means, log_std = head.mixture(belief)
+                return fuse(
+                    self._hypothesis,
+                    self._particles.variance().clamp_min(1e-6),
+                    means[:, 0],
+                    (2.0 * log_std[:, 0]).exp(),
+                )
             return self._hypothesis
         if not scheduled and nats is None:
             return self._hypothesis

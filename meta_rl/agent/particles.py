@@ -18,7 +18,7 @@ from torch import nn
 
 from meta_rl.agent.networks import mlp
 
-__all__ = ["FeatureRewardModel", "ParticlePosterior"]
+__all__ = ["FeatureRewardModel", "ParticlePosterior", "fuse"]
 
 
 class FeatureRewardModel(nn.Module):
@@ -108,6 +108,12 @@ class ParticlePosterior:
         weights = torch.softmax(self.log_weights, dim=1).cpu()
         return torch.multinomial(weights, 1, generator=self.generator).squeeze(1)
 
+    def variance(self) -> torch.Tensor:
+        """The posterior's variance of each feature ``(N, F)`` (weighted over the particles)."""
+        w = torch.softmax(self.log_weights, dim=1)
+        mean = w @ self.particles
+        return w @ self.particles**2 - mean**2
+
     def hypotheses(self, redraw: bool, nats: float | None) -> torch.Tensor:
         """Each row's hypothesis ``(N, F)``: its particle, redrawn when ``redraw`` (every row)
         or, with ``nats``, when its log-weight is that far below its row's best. Every call
@@ -120,3 +126,19 @@ class ParticlePosterior:
             behind = current < self.log_weights.max(dim=1).values - nats
             self.index = torch.where(behind, drawn, self.index)
         return self.particles[self.index]
+
+
+def fuse(
+    hypothesis: torch.Tensor,
+    particle_var: torch.Tensor,
+    head_mean: torch.Tensor,
+    head_var: torch.Tensor,
+) -> torch.Tensor:
+    """A particle hypothesis ``(N, F)`` corrected, feature by feature, towards a second
+    posterior (the belief's Gaussian head: ``head_mean``, ``head_var``), by the weight of that
+    posterior's certainty: ``h + v_p / (v_p + v_h) * (m_h - h)`` with ``v_p`` the particles'
+    weighted variance ``(N, F)``. A feature the rewards pin down (a goal) stays the particle's;
+    one the observations show but the particles cannot hold (the size of an object larger than
+    any train object) comes from the head, which reads it from the trial."""
+    gain = particle_var / (particle_var + head_var).clamp_min(1e-12)
+    return hypothesis + gain * (head_mean - hypothesis)
