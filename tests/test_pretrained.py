@@ -70,7 +70,9 @@ def test_the_particle_student_finds_hidden_goals_on_the_raw_arm(tmp_path: Path) 
     above 0.7 and above its zero-shot control by 0.4 in the paired difference, or the env, the
     teacher's policy, the reward model or the particle posterior changed under it."""
     cfg = _forty_test_tasks(episodes=3).replace(zero_shot=True)
-    report = evaluate_checkpoint(ROOT / "pretrained" / "pick_place_particles", cfg, out_dir=tmp_path)
+    report = evaluate_checkpoint(
+        ROOT / "pretrained" / "pick_place_particles", cfg, out_dir=tmp_path
+    )
     agent, control = report.methods[0], report.methods[1]
     success = [c.mean for c in agent.curves["success"]]
     assert min(success) >= 0.7, success
