@@ -47,8 +47,8 @@ def task_features(tasks: Sequence[Any], device: torch.device | str = "cpu") -> t
         if not callable(features):
             raise ValueError(
                 f"privileged: the task {type(task).__name__} has no features() method; give "
-                "your task dataclass a features() -> 1-D float array (envs.tasks.Task.features "
-                "is an example) or turn privileged.critic and privileged.task_inference_weight off"
+                "your task dataclass a features() -> 1-D float array (docs/byo_family.md "
+                "shows one) or turn privileged.critic and privileged.task_inference_weight off"
             )
         rows.append(np.asarray(features(), dtype=np.float32).reshape(-1))
     return torch.as_tensor(np.stack(rows), device=device)
