@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -64,6 +65,21 @@ def expert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for the contracts tested here)."""
     path = tmp_path_factory.mktemp("expert")
     return train(_cfg(path, "env.kwargs.reveal_task=true", "encoder.use_context=false"))
+
+
+def _killed_and_resumed(
+    tmp_path: Path, over: tuple[str, ...]
+) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
+    """A 3-iteration run, and a run stopped after 2 then resumed to 3: both run directories and
+    their third checkpoints, whose networks must be identical (checked here)."""
+    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
+    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
+    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
+    ckpt = "checkpoints/ckpt_00000003.pt"
+    a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
+    for k, v in a["networks"].items():
+        torch.testing.assert_close(v, b["networks"][k], atol=0, rtol=0, msg=k)
+    return full, resumed, a, b
 
 
 # ---------------------------------------------------------------------- the head as a posterior
@@ -373,13 +389,7 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
         "privileged.teacher_freeze_iterations=100",
         "task_model.updates_per_iteration=0",
     )
-    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
-    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
-    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
-    ckpt = "checkpoints/ckpt_00000003.pt"
-    a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
-    for k, v in a["networks"].items():
-        torch.testing.assert_close(v, b["networks"][k], atol=0, rtol=0, msg=k)
+    full, _, a, _ = _killed_and_resumed(tmp_path, over)
     bank = a["networks"]["particle_bank"]
     assert bank.shape == (16, 1)
     # The prior: train-split goals, 0.2 <= |goal| <= 0.6 (docs of the toy family).
@@ -430,13 +440,7 @@ def test_a_killed_and_resumed_dagger_run_makes_the_same_next_update(
     tmp_path: Path, expert: Path
 ) -> None:
     over = ("train.algorithm=dagger", f"imitation.expert={expert}")
-    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
-    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
-    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
-    ckpt = "checkpoints/ckpt_00000003.pt"
-    a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
-    for k, v in a["networks"].items():
-        torch.testing.assert_close(v, b["networks"][k], atol=0, rtol=0, msg=k)
+    full, resumed, a, b = _killed_and_resumed(tmp_path, over)
     assert a["meta"]["expert"]["file"] == b["meta"]["expert"]["file"]
     assert (
         read_metrics(full)[-1]["losses/imitation"] == read_metrics(resumed)[-1]["losses/imitation"]
