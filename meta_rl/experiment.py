@@ -392,6 +392,13 @@ class PrivilegedConfig(Config):
     reward_model_hidden: tuple[int, ...] = param(
         (256, 256), "Hidden layer widths of the reward model (hypotheses: particles).", ge=1
     )
+    observation_likelihood: bool = param(
+        False,
+        "With hypotheses: particles, also weigh the particles by the trial's first observation "
+        "under a learnt observation model (what the task features decide of it, e.g. how high "
+        "an object of a given size rests), so that features the observation shows are read "
+        "from it.",
+    )
     reward_model_updates: int = param(
         16, "Reward-model steps per iteration (hypotheses: particles).", ge=1
     )
@@ -689,6 +696,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "reward_model_updates",
             "reward_model_batch",
             "reward_model_lr",
+            "observation_likelihood",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:

@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior, fuse
+from meta_rl.agent.particles import (
+    FeatureObservationModel,
+    FeatureRewardModel,
+    ParticlePosterior,
+    fuse,
+)
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.evaluation.toy import TOY_ENV_ID, register_toy_env
@@ -359,6 +364,26 @@ def test_a_particle_hypothesis_is_kept_until_it_falls_behind() -> None:
     assert post.hypotheses(True, None)[:, 0].tolist() == [2.0, 2.0, 2.0]  # scheduled redraw
 
 
+def test_the_first_observation_weighs_the_particles_by_the_observation_model() -> None:
+    class Echo(FeatureObservationModel):
+        """Predicts the observation [feature, 0]; dimension 1 is wide (log-variance log 4)."""
+
+        def __init__(self) -> None:
+            super().__init__(2, 1, hidden=(2,))
+            self.log_var.copy_(torch.tensor([0.0, math.log(4.0)]))
+
+        def forward(self, features):  # type: ignore[no-untyped-def]
+            return torch.cat([features, torch.zeros_like(features)], dim=-1)
+
+    particles = torch.tensor([[0.0], [1.0], [3.0]])
+    post = ParticlePosterior(
+        _KnownReward(), particles, 1, temperature=1.0, generator=torch.Generator()
+    )
+    post.observe_start(Echo(), torch.tensor([[1.0, 2.0]]), temperature=1.0)
+    # -(o0 - f)^2 / 2 - (o1 - 0)^2 / (2 * 4), shifted so the best is 0: f = 1 fits best.
+    torch.testing.assert_close(post.log_weights, torch.tensor([[-0.5, 0.0, -2.0]]))
+
+
 def test_each_feature_is_read_from_the_surer_posterior() -> None:
     particles = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     post = ParticlePosterior(
@@ -376,10 +401,12 @@ def test_each_feature_is_read_from_the_surer_posterior() -> None:
     torch.testing.assert_close(sure, head_mean, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("observation", [False, True], ids=["rewards", "and-first-observation"])
 def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
-    tmp_path: Path, expert: Path
+    tmp_path: Path, expert: Path, observation: bool
 ) -> None:
     over = (
+        f"privileged.observation_likelihood={str(observation).lower()}",
         f"privileged.teacher={expert}",
         "privileged.hypotheses=particles",
         "privileged.particles=16",
@@ -403,6 +430,11 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
     agent = MetaAgent.from_checkpoint(full)
     assert agent.networks.reward_model is not None
     torch.testing.assert_close(agent.networks.particle_bank, bank)
+    assert (agent.networks.observation_model is not None) == observation
+    if observation:
+        error = metrics[-1]["privileged/observation_model_error"]
+        log_var = a["networks"]["observation_model.log_var"]
+        assert abs(float(log_var.exp().mean()) - error) < 1e-5
 
 
 # ---------------------------------------------------------------------- DAgger

@@ -54,7 +54,12 @@ from meta_rl.agent.maml import (
     task_model_inner_loss,
 )
 from meta_rl.agent.networks import RunningNorm, gaussian_log_prob
-from meta_rl.agent.particles import FeatureRewardModel, ParticlePosterior, fuse
+from meta_rl.agent.particles import (
+    FeatureObservationModel,
+    FeatureRewardModel,
+    ParticlePosterior,
+    fuse,
+)
 from meta_rl.agent.policy import ActorCritic, PolicyOutput
 from meta_rl.agent.privileged import (
     PRIVILEGED_MODULES,
@@ -186,6 +191,11 @@ class AgentNetworks(nn.Module):
                 obs_dim, action_dim, task_dim, hidden=priv.reward_model_hidden
             )
             self.register_buffer("particle_bank", torch.zeros(priv.particles, task_dim))
+        self.observation_model: FeatureObservationModel | None = None
+        if self.reward_model is not None and priv.observation_likelihood and task_dim is not None:
+            self.observation_model = FeatureObservationModel(
+                obs_dim, task_dim, hidden=priv.reward_model_hidden
+            )
 
     def conditioning(
         self, belief: torch.Tensor, hypothesis: torch.Tensor | None = None
@@ -326,6 +336,7 @@ class MetaAgent:
         self._hypothesis: torch.Tensor | None = None  # posterior sampling's current draw
         self._drawn_log_density: torch.Tensor | None = None  # its log-density when drawn
         self._particles: ParticlePosterior | None = None  # hypotheses: particles
+        self._started = False  # the trial's first observation has weighed the particles
         priv = config.privileged
         # Particles fused with a one-component head that the belief trains (particles.fuse).
         self._fuses_head = (
@@ -364,6 +375,7 @@ class MetaAgent:
         self._hypothesis = None
         self._drawn_log_density = None
         self._steps_in_episode = 0
+        self._started = False
         nets = self.networks
         if nets.reward_model is not None and nets.task_head is not None:
             self._particles = ParticlePosterior(
@@ -547,9 +559,10 @@ class MetaAgent:
         if deterministic and self._explores():
             deterministic = False
         with torch.no_grad():
+            obs_t = self._tensor(obs)
+            self._observe_start(obs_t)
             features = self.belief_features()
             belief = self.networks.conditioning(features, self._current_hypothesis(features))
-            obs_t = self._tensor(obs)
             out: PolicyOutput
             if self._params is None:
                 out = self.networks.policy(obs_t, belief)
@@ -625,6 +638,17 @@ class MetaAgent:
             prev = density if self._drawn_log_density is None else self._drawn_log_density
             self._drawn_log_density = torch.where(take, density, prev)
         return self._hypothesis
+
+    def _observe_start(self, obs: torch.Tensor) -> None:
+        """The trial's first observation weighs the particles once
+        (``privileged.observation_likelihood``), before the first hypothesis is drawn."""
+        model = self.networks.observation_model
+        if self._particles is None or model is None or self._started or not self.use_context:
+            return
+        self._started = True
+        self._particles.observe_start(
+            model, self.networks.normalize(obs), self.config.privileged.likelihood_temperature
+        )
 
     def _draw(self, belief: torch.Tensor, *, within: bool) -> torch.Tensor:
         """A draw from the head's posterior for every row (the whole meta-batch's draws when

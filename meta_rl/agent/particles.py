@@ -18,7 +18,7 @@ from torch import nn
 
 from meta_rl.agent.networks import mlp
 
-__all__ = ["FeatureRewardModel", "ParticlePosterior", "fuse"]
+__all__ = ["FeatureObservationModel", "FeatureRewardModel", "ParticlePosterior", "fuse"]
 
 
 class FeatureRewardModel(nn.Module):
@@ -52,6 +52,28 @@ class FeatureRewardModel(nn.Module):
         )
         parts = [x.expand(*shape, x.shape[-1]) for x in (obs, action, next_obs, features)]
         out: torch.Tensor = self.net(torch.cat(parts, dim=-1)).squeeze(-1)
+        return out
+
+
+class FeatureObservationModel(nn.Module):
+    """The first observation of a trial under given task features: an MLP from standardised
+    features to the normalised observation (``privileged.observation_likelihood``).
+
+    ``log_var`` (a buffer) is the log of each observation dimension's squared error on the
+    latest trials before the model learnt from them: dimensions the features do not decide
+    (where the object starts) get a wide likelihood, those they do (how high an object of a
+    given size rests) a sharp one.
+    """
+
+    log_var: torch.Tensor
+
+    def __init__(self, obs_dim: int, task_dim: int, hidden: tuple[int, ...] = (128, 128)) -> None:
+        super().__init__()
+        self.net = mlp([task_dim, *hidden, obs_dim], nn.ReLU)
+        self.register_buffer("log_var", torch.zeros(obs_dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(features)
         return out
 
 
@@ -100,6 +122,19 @@ class ParticlePosterior:
             loglik = -((reward.unsqueeze(1) - predicted) ** 2) / (2.0 * scale**2)
             if mask is not None:
                 loglik = loglik * mask.to(loglik.dtype).unsqueeze(1)
+            logw = self.log_weights + loglik
+            self.log_weights = logw - logw.max(dim=1, keepdim=True).values
+
+    def observe_start(
+        self, model: FeatureObservationModel, obs: torch.Tensor, temperature: float
+    ) -> None:
+        """Weigh every particle by the first observation of the trial ``(N, obs_dim)``
+        (normalised): a diagonal Gaussian around what ``model`` predicts for the particle, each
+        dimension as wide as ``temperature`` times the model's error there."""
+        with torch.no_grad():
+            predicted = model(self.particles)  # (P, obs_dim)
+            var = model.log_var.exp().clamp_min(1e-6) * temperature**2
+            loglik = -(((obs.unsqueeze(1) - predicted.unsqueeze(0)) ** 2) / (2.0 * var)).sum(-1)
             logw = self.log_weights + loglik
             self.log_weights = logw - logw.max(dim=1, keepdim=True).values
 

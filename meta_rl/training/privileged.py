@@ -23,13 +23,14 @@ import numpy as np
 import torch
 
 from meta_rl.agent.encoder import Belief, ContextEncoder
-from meta_rl.agent.particles import FeatureRewardModel
+from meta_rl.agent.particles import FeatureObservationModel, FeatureRewardModel
 from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead, standardize_features
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.training.optim import GuardedOptimizer
 
 __all__ = [
     "InferenceErrors",
+    "observation_model_loss",
     "privileged_values",
     "reward_model_update",
     "standardize_features",
@@ -131,6 +132,14 @@ def task_inference_errors(
     return InferenceErrors(before, after)
 
 
+def observation_model_loss(
+    model: FeatureObservationModel, first_obs: torch.Tensor, features: torch.Tensor
+) -> torch.Tensor:
+    """The observation model's squared error (mean over dimensions and trials) on the trials'
+    first normalised observations ``(N, obs_dim)`` from their standardised features ``(N, F)``."""
+    return ((model(features) - first_obs) ** 2).mean()
+
+
 def reward_model_update(
     model: FeatureRewardModel,
     trials: TrialTensors,
@@ -141,6 +150,7 @@ def reward_model_update(
     batch_size: int,
     guard: GuardedOptimizer,
     generator: torch.Generator,
+    observation_model: FeatureObservationModel | None = None,
 ) -> dict[str, float]:
     """Fit the reward model of the particle posterior (``privileged.hypotheses: particles``) on
     a batch of trials: ``updates`` steps of squared error on minibatches of ``batch_size`` valid
@@ -149,7 +159,11 @@ def reward_model_update(
 
     First, before it learns from them, its root-mean-square error on these (fresh) trials
     becomes its ``sigma``, the likelihood's scale. Logged as ``privileged/reward_model_rmse``
-    (that error) and ``losses/reward_model`` (the mean training loss)."""
+    (that error) and ``losses/reward_model`` (the mean training loss).
+
+    With ``observation_model`` (``privileged.observation_likelihood``) each step also fits it
+    on the trials' first observations, whose per-dimension error on the fresh trials becomes
+    its ``log_var`` first (``privileged/observation_model_error``: the mean of that error)."""
     t_len = trials.obs.shape[0]
     feats = features.unsqueeze(0).expand(t_len, *features.shape)
     valid = trials.mask
@@ -159,16 +173,26 @@ def reward_model_update(
     with torch.no_grad():
         rmse = ((model(obs, act, nxt, f) - r) ** 2).mean().sqrt()
         model.sigma.copy_(rmse)
+    out: dict[str, float] = {}
+    first = trials.obs[0]
+    if observation_model is not None:
+        with torch.no_grad():
+            err = ((observation_model(features) - first) ** 2).mean(0)
+            observation_model.log_var.copy_(err.clamp_min(1e-8).log())
+        out["privileged/observation_model_error"] = float(err.mean())
     losses = []
     n = r.shape[0]
     for _ in range(updates):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(r.device)
         loss = ((model(obs[idx], act[idx], nxt[idx], f[idx]) - r[idx]) ** 2).mean()
+        if observation_model is not None:
+            loss = loss + observation_model_loss(observation_model, first, features)
         guard.step(loss)
         if guard.stopped:
             break
         losses.append(float(loss.detach()))
     return {
+        **out,
         "privileged/reward_model_rmse": float(rmse),
         "losses/reward_model": float(sum(losses) / max(len(losses), 1)),
     }

@@ -218,8 +218,11 @@ class Trainer:
         # The particle posterior's reward model (privileged.hypotheses: particles).
         self.reward_opt: torch.optim.Optimizer | None = None
         if nets.reward_model is not None:
+            self.reward_params = list(nets.reward_model.parameters())
+            if nets.observation_model is not None:
+                self.reward_params += list(nets.observation_model.parameters())
             self.reward_opt = torch.optim.Adam(
-                nets.reward_model.parameters(), lr=cfg.privileged.reward_model_lr
+                self.reward_params, lr=cfg.privileged.reward_model_lr
             )
         self.scaler = ReturnScaler(
             cfg.ppo.gamma,
@@ -244,7 +247,7 @@ class Trainer:
         if self.reward_opt is not None and nets.reward_model is not None:
             self.reward_guard = GuardedOptimizer(
                 self.reward_opt,
-                list(nets.reward_model.parameters()),
+                self.reward_params,
                 cfg.task_model.max_grad_norm,
                 self.counters,
                 limit,
@@ -440,6 +443,7 @@ class Trainer:
             batch_size=priv.reward_model_batch,
             guard=self.reward_guard,
             generator=self.learn_gen,
+            observation_model=self.networks.observation_model,
         )
 
     def evaluate(self) -> dict[str, float]:
