@@ -170,6 +170,21 @@ def test_example_family_trains_resumes_and_evaluates_from_the_cli(tmp_path: Path
         )
     )
     assert json.loads((tmp_path / "e1" / "eval.json").read_text())["files"]["videos"] == []
+    # Comparing trained runs finds the family from the runs' configs too.
+    tiny = tmp_path / "tiny_eval.yaml"
+    tiny.write_text("\n".join(o.replace("=", ": ") for o in EVAL_TINY) + "\nnum_videos: 0\n")
+    out = _ok(
+        _metarl(
+            "bench-train",
+            "--compare",
+            f"pendulum={run}",
+            "--eval-config",
+            str(tiny),
+            "--out",
+            str(tmp_path / "cmp"),
+        )
+    )
+    assert "pendulum zero-shot" in (tmp_path / "cmp" / "eval" / "eval.md").read_text()
 
 
 def test_gymnasiums_module_id_form_trains_without_episode_steps_and_evaluates(

@@ -176,6 +176,7 @@ def evaluate_ablations(
         Method,
         clean_env_kwargs,
         evaluate_methods,
+        family_of,
         load_meta_agent,
         with_training_episode_steps,
     )
@@ -189,6 +190,7 @@ def evaluate_ablations(
     for i, (name, run_dir) in enumerate(run_dirs.items()):
         file = locate(run_dir, prefer="latest").file
         agent = load_meta_agent(file, eval_cfg.device)
+        family_of(agent)  # a user's family: its env.module registers the id first
         this = (agent.env_id, clean_env_kwargs(agent.env_kwargs))
         if env is None:
             env, cfg = this, with_training_episode_steps(eval_cfg, agent)
