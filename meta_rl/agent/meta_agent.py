@@ -212,10 +212,13 @@ class AgentNetworks(nn.Module):
         task = self.task_head(belief) if hypothesis is None else hypothesis
         return torch.cat([task, belief], dim=-1)
 
-    @property
-    def hypothesis_dim(self) -> int:
-        """Columns of :meth:`conditioning` that hold the task features (0 for a non-student)."""
-        return 0 if not self.student or self.task_head is None else self.task_head.task_dim
+    def recorded_hypotheses(self, conditioning: torch.Tensor) -> torch.Tensor | None:
+        """The hypotheses a sampling student read, from what it conditioned on ``(..., C)``
+        (``StepOutput.belief``, ``TrialBatch.beliefs``): its first ``F`` columns; None when the
+        student reads its head's prediction (recomputed from the belief) or is no student."""
+        if not self.samples_hypotheses or self.task_head is None:
+            return None
+        return conditioning[..., : self.task_head.task_dim]
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the encoder and the task model read them."""
@@ -372,9 +375,7 @@ class MetaAgent:
         self._episode = 0
         self._record = {}
         self.inner_batches = {}
-        self._hypothesis = None
-        self._drawn_log_density = None
-        self._steps_in_episode = 0
+        self._new_episode_hypotheses()
         self._started = False
         nets = self.networks
         if nets.reward_model is not None and nets.task_head is not None:
@@ -403,33 +404,28 @@ class MetaAgent:
         if self._hidden is None:
             raise RuntimeError("MetaAgent.observe before begin_trial(num_envs)")
         next_obs_t = self._tensor(next_obs)
-        if self._particles is not None and self.use_context:
-            # Without context (the zero-shot control) the particles keep the prior's weights.
-            nets = self.networks
-            self._particles.update(
-                nets.normalize(self._tensor(obs)),
-                self._tensor(action),
-                self._tensor(reward),
-                nets.normalize(next_obs_t),
-                None if mask is None else torch.as_tensor(mask, device=self.device),
-            )
         if self.maml is not None:
             valid = np.ones(len(reward), dtype=bool) if mask is None else np.asarray(mask, bool)
             self._append("reward", self._tensor(np.where(valid, reward, 0.0)))
             self._append("mask", torch.as_tensor(valid, device=self.device))
             self._append("next_obs", next_obs_t)
         if not self.use_context:
-            return
+            return  # the zero-shot control: the prior belief, the particles' prior weights
         nets = self.networks
         with torch.no_grad():
+            obs_n, next_n = nets.normalize(self._tensor(obs)), nets.normalize(next_obs_t)
+            action_t, reward_t = self._tensor(action), self._tensor(reward)
+            mask_t = None if mask is None else torch.as_tensor(mask, device=self.device)
+            if self._particles is not None:
+                self._particles.update(obs_n, action_t, reward_t, next_n, mask_t)
             self._hidden, self._belief = nets.encoder.step(
                 self._hidden,
-                nets.normalize(self._tensor(obs)),
-                self._tensor(action),
-                nets.normalize_reward(self._tensor(reward)),
-                nets.normalize(next_obs_t),
+                obs_n,
+                action_t,
+                nets.normalize_reward(reward_t),
+                next_n,
                 self._tensor(done),
-                None if mask is None else torch.as_tensor(mask, device=self.device),
+                mask_t,
             )
 
     def end_episode(self) -> None:
@@ -446,11 +442,7 @@ class MetaAgent:
         """
         if self._hidden is None:
             raise RuntimeError("MetaAgent.end_episode before begin_trial(num_envs)")
-        self._hypothesis = None  # posterior sampling draws afresh at each episode's start
-        if self._particles is not None:
-            self._particles.index = None
-        self._drawn_log_density = None
-        self._steps_in_episode = 0
+        self._new_episode_hypotheses()
         if self.maml is not None and self._record.get("reward"):
             if self.maml.adapts_after(self._episode):
                 assert self.inner_loss is not None
@@ -585,6 +577,14 @@ class MetaAgent:
             self._append("value", out.value)
         env_action = np.clip(raw.cpu().numpy(), self.action_low, self.action_high)
         return StepOutput(raw, env_action, log_prob, out.value, belief)
+
+    def _new_episode_hypotheses(self) -> None:
+        """Posterior sampling draws afresh at each episode's start."""
+        self._hypothesis = None
+        self._drawn_log_density = None
+        self._steps_in_episode = 0
+        if self._particles is not None:
+            self._particles.index = None
 
     def _current_hypothesis(self, belief: torch.Tensor) -> torch.Tensor | None:
         """Posterior sampling (``privileged.hypotheses: sample`` or ``component``): the task

@@ -122,8 +122,7 @@ class ParticlePosterior:
             loglik = -((reward.unsqueeze(1) - predicted) ** 2) / (2.0 * scale**2)
             if mask is not None:
                 loglik = loglik * mask.to(loglik.dtype).unsqueeze(1)
-            logw = self.log_weights + loglik
-            self.log_weights = logw - logw.max(dim=1, keepdim=True).values
+            self._weigh(loglik)
 
     def observe_start(
         self, model: FeatureObservationModel, obs: torch.Tensor, temperature: float
@@ -135,8 +134,12 @@ class ParticlePosterior:
             predicted = model(self.particles)  # (P, obs_dim)
             var = model.log_var.exp().clamp_min(1e-6) * temperature**2
             loglik = -(((obs.unsqueeze(1) - predicted.unsqueeze(0)) ** 2) / (2.0 * var)).sum(-1)
-            logw = self.log_weights + loglik
-            self.log_weights = logw - logw.max(dim=1, keepdim=True).values
+            self._weigh(loglik)
+
+    def _weigh(self, loglik: torch.Tensor) -> None:
+        """Add log-likelihoods ``(N, P)`` to the log-weights, each row's best shifted to 0."""
+        logw = self.log_weights + loglik
+        self.log_weights = logw - logw.max(dim=1, keepdim=True).values
 
     def draw(self) -> torch.Tensor:
         """A particle index per row ``(N,)``, drawn by weight."""

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from meta_rl.config import load_config
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
-    from meta_rl.experiment import load_experiment
+    from meta_rl.experiment import ExperimentConfig, load_experiment
     from meta_rl.training.checkpoint import locate
     from meta_rl.training.distributed import launched_rank
     from meta_rl.training.trainer import train
@@ -91,9 +91,14 @@ def run(args: argparse.Namespace) -> int:
             teacher_cfg = load_experiment(args.teacher_config, teacher_overrides(args.overrides))
         except (ValueError, FileNotFoundError) as e:
             raise type(e)(f"--teacher-config: {e}") from e
-        # The student's checks, with a stand-in for the teacher it will get.
-        exp_overrides = [*exp_overrides, "privileged.teacher=<the teacher run>"]
-    cfg = load_experiment(args.config, exp_overrides)
+
+    def experiment(teacher: str | None) -> ExperimentConfig:
+        """The run's config; a student's with ``privileged.teacher`` set to ``teacher``."""
+        student = [] if teacher is None else [f"privileged.teacher={teacher}"]
+        return load_experiment(args.config, [*exp_overrides, *student])
+
+    # A student is checked with a stand-in for the teacher it will get.
+    cfg = experiment(None if teacher_cfg is None else "<the teacher run>")
     eval_cfg = load_config(EvalConfig, eval_path, eval_overrides)
     showcase_cfg = None
     if args.showcase is not None:
@@ -113,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
         teacher_dir = train(teacher_cfg)
         if launched_rank() == 0:
             print(f"teacher run dir: {teacher_dir}")
-        cfg = load_experiment(
-            args.config, [*exp_overrides[:-1], f"privileged.teacher={teacher_dir}"]
-        )
+        cfg = experiment(str(teacher_dir))
     run_dir = train(cfg)
     if launched_rank() != 0:
         return 0  # under torchrun (docs/distributed.md) rank 0 alone evaluates

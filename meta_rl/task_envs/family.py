@@ -36,6 +36,7 @@ __all__ = [
     "registered_episode_steps",
     "resolve_episode_steps",
     "split_env_id",
+    "task_features_of",
 ]
 
 ObsT = TypeVar("ObsT")
@@ -220,6 +221,7 @@ class TaskWrapper(gym.Wrapper[ObsT, ActT, ObsT, ActT], Generic[ObsT, ActT]):
         self.split = split
         self.reveal_task = bool(reveal_task)
         self.task: Any = None
+        self._features: np.ndarray | None = None  # the task's features(), when revealed
         self._pinned: Any = None
         self._task_rng = np.random.default_rng()
         if self.reveal_task:
@@ -245,6 +247,8 @@ class TaskWrapper(gym.Wrapper[ObsT, ActT, ObsT, ActT], Generic[ObsT, ActT]):
             task = self.task_distribution.sample(1, self.split, self._task_rng)[0]
         self.apply_task(task)
         self.task = task
+        if self.reveal_task:  # read once per episode, appended at every step
+            self._features = task_features_of(task, "reveal_task")
         obs, info = self.env.reset(seed=seed, options=options)
         return self._revealed(obs), info
 
@@ -254,20 +258,22 @@ class TaskWrapper(gym.Wrapper[ObsT, ActT, ObsT, ActT], Generic[ObsT, ActT]):
 
     def _revealed(self, obs: ObsT) -> ObsT:
         """``obs`` followed by the task's features when ``reveal_task``, else ``obs``."""
-        if not self.reveal_task:
+        if self._features is None:
             return obs
-        features = _features_of(self.task)
-        joined = np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), features])
+        joined = np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), self._features])
         return joined  # type: ignore[return-value]
 
 
-def _features_of(task: Any) -> np.ndarray:
-    """``task.features()`` as a 1-D float32 array; a task without it is refused."""
+def task_features_of(task: Any, needed_by: str, otherwise: str = "") -> np.ndarray:
+    """``task.features()`` as a 1-D float32 array. A task without it is refused with a
+    :class:`TaskProtocolError` that names ``needed_by`` (what reads the features) and, when
+    given, ``otherwise`` (how to do without them)."""
     features = getattr(task, "features", None)
     if not callable(features):
+        alternative = f" or {otherwise}" if otherwise else ""
         raise TaskProtocolError(
-            f"reveal_task: the task {type(task).__name__} has no features() method; give your "
-            f"task dataclass a features() -> 1-D float array ({_DOCS})"
+            f"{needed_by}: the task {type(task).__name__} has no features() method; give your "
+            f"task dataclass a features() -> 1-D float array ({_DOCS}){alternative}"
         )
     return np.asarray(features(), dtype=np.float32).reshape(-1)
 
@@ -281,7 +287,8 @@ def _revealed_space(
             f"reveal_task: the observation space is {space}; allowed: a 1-D Box, to which the "
             "task features are appended"
         )
-    width = _features_of(tasks.sample(1, split, np.random.default_rng(0))[0]).shape[0]
+    first = tasks.sample(1, split, np.random.default_rng(0))[0]
+    width = task_features_of(first, "reveal_task").shape[0]
     inf = np.full(width, np.inf, dtype=np.float32)
     low = np.concatenate([np.asarray(space.low, np.float32), -inf])
     high = np.concatenate([np.asarray(space.high, np.float32), inf])

@@ -162,7 +162,7 @@ def imitation_update(
     t_len, n = batch.rewards.shape
     device = batch.rewards.device
     weight = cfg.imitation.action_weight
-    hyp = networks.hypothesis_dim if networks.samples_hypotheses else 0
+    recorded = networks.recorded_hypotheses(batch.beliefs)
     losses: list[float] = []
     for _ in range(cfg.imitation.epochs):
         if trials is not None:
@@ -173,7 +173,7 @@ def imitation_update(
             chunks = perm.chunk(cfg.imitation.minibatches)
         for idx in chunks:
             if trials is not None:
-                drawn = batch.beliefs[:, idx, :hyp] if hyp else None
+                drawn = None if recorded is None else recorded[:, idx]
                 cond = networks.conditioning(sub_beliefs(networks.encoder, trials, idx), drawn)
                 mean = networks.policy(batch.obs[:, idx], cond).mean
                 loss = imitation_loss(mean, labels[:, idx], batch.mask[:, idx])

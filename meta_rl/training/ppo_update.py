@@ -249,8 +249,8 @@ def _ppo_update_on_trials(
     }
     task_cut = None if task is None else to_stretches(task, steps)
     # Posterior sampling: the policy read the recorded draws, not the head's prediction.
-    hyp = networks.hypothesis_dim if networks.samples_hypotheses else 0
-    drawn = to_stretches(batch.beliefs[..., :hyp], steps) if hyp else None
+    recorded = networks.recorded_hypotheses(batch.beliefs)
+    drawn = None if recorded is None else to_stretches(recorded, steps)
     stats: dict[str, list[float]] = {}
     stretches = Stretches.of(networks.encoder, trials, steps)
     for epoch in range(cfg.ppo.epochs):

@@ -26,6 +26,7 @@ from meta_rl.agent.encoder import Belief, ContextEncoder
 from meta_rl.agent.particles import FeatureObservationModel, FeatureRewardModel
 from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead, standardize_features
 from meta_rl.agent.task_model import TrialTensors
+from meta_rl.task_envs.family import task_features_of
 from meta_rl.training.optim import GuardedOptimizer
 
 __all__ = [
@@ -42,16 +43,14 @@ __all__ = [
 
 def task_features(tasks: Sequence[Any], device: torch.device | str = "cpu") -> torch.Tensor:
     """``(N, F)`` float32 true task features, one row per task, from ``task.features()``."""
-    rows = []
-    for task in tasks:
-        features = getattr(task, "features", None)
-        if not callable(features):
-            raise ValueError(
-                f"privileged: the task {type(task).__name__} has no features() method; give "
-                "your task dataclass a features() -> 1-D float array (docs/byo_family.md "
-                "shows one) or turn privileged.critic and privileged.task_inference_weight off"
-            )
-        rows.append(np.asarray(features(), dtype=np.float32).reshape(-1))
+    rows = [
+        task_features_of(
+            task,
+            "privileged",
+            "turn privileged.critic and privileged.task_inference_weight off",
+        )
+        for task in tasks
+    ]
     return torch.as_tensor(np.stack(rows), device=device)
 
 

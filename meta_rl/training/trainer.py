@@ -215,15 +215,6 @@ class Trainer:
         if nets.task_head is not None:
             self.elbo_params += list(nets.task_head.parameters())
         self.elbo_opt = torch.optim.Adam(self.elbo_params, lr=cfg.task_model.lr)
-        # The particle posterior's reward model (privileged.hypotheses: particles).
-        self.reward_opt: torch.optim.Optimizer | None = None
-        if nets.reward_model is not None:
-            self.reward_params = list(nets.reward_model.parameters())
-            if nets.observation_model is not None:
-                self.reward_params += list(nets.observation_model.parameters())
-            self.reward_opt = torch.optim.Adam(
-                self.reward_params, lr=cfg.privileged.reward_model_lr
-            )
         self.scaler = ReturnScaler(
             cfg.ppo.gamma,
             enabled=cfg.ppo.normalize_rewards,
@@ -243,11 +234,17 @@ class Trainer:
             limit,
             world,
         )
+        # The particle posterior's models (privileged.hypotheses: particles).
+        self.reward_opt: torch.optim.Optimizer | None = None
         self.reward_guard: GuardedOptimizer | None = None
-        if self.reward_opt is not None and nets.reward_model is not None:
+        if nets.reward_model is not None:
+            reward_params = list(nets.reward_model.parameters())
+            if nets.observation_model is not None:
+                reward_params += list(nets.observation_model.parameters())
+            self.reward_opt = torch.optim.Adam(reward_params, lr=cfg.privileged.reward_model_lr)
             self.reward_guard = GuardedOptimizer(
                 self.reward_opt,
-                self.reward_params,
+                reward_params,
                 cfg.task_model.max_grad_norm,
                 self.counters,
                 limit,
