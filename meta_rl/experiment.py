@@ -423,6 +423,23 @@ class PrivilegedConfig(Config):
         "resample_every).",
         gt=0.0,
     )
+    refine_steps: int = param(
+        0,
+        "With hypotheses: particles, gradient steps that refine the best particles on the "
+        "trial's evidence when each episode after the first begins: the refine_top particles "
+        "of highest weight are moved, by Adam on the features, up the log-likelihood of every "
+        "reward of the trial so far under the reward model (plus a unit Gaussian prior on the "
+        "standardised features), and join the bank for the rest of the trial, weighed by that "
+        "likelihood: a task between or beyond the bank's draws is found instead of its nearest "
+        "draw. 0: off.",
+        ge=0,
+    )
+    refine_top: int = param(
+        4, "With refine_steps > 0, how many particles are refined (the most likely ones).", ge=1
+    )
+    refine_lr: float = param(
+        0.05, "With refine_steps > 0, the Adam step size on the standardised features.", gt=0.0
+    )
     teacher_freeze_iterations: int = param(
         0,
         "With a teacher: the first n iterations leave the policy (and its observation "
@@ -453,6 +470,12 @@ class PrivilegedConfig(Config):
                     f"privileged.inference_features: got {list(cols)} with a teacher; allowed: "
                     "null (a student's head predicts every feature its teacher read)"
                 )
+        if self.refine_steps > 0 and self.hypotheses != "particles":
+            raise ValueError(
+                f"privileged.refine_steps: got {self.refine_steps} with privileged.hypotheses "
+                f"{self.hypotheses!r}; refinement moves particles, so set hypotheses: particles "
+                "(or refine_steps: 0)"
+            )
         if self.hypotheses == "particles" and self.teacher is None:
             raise ValueError(
                 "privileged.hypotheses: got 'particles' with privileged.teacher null; the "
@@ -697,6 +720,9 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "reward_model_batch",
             "reward_model_lr",
             "observation_likelihood",
+            "refine_steps",
+            "refine_top",
+            "refine_lr",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:

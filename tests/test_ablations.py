@@ -15,6 +15,8 @@ from meta_rl.evaluation.ablations import (
     ABLATION_CONFIGS,
     bench_ablations,
     evaluate_ablations,
+    paired_table,
+    pool_paired_differences,
     pool_training_seeds,
     seeds_table,
 )
@@ -199,8 +201,19 @@ def test_bench_train_compare_evaluates_trained_runs_together(
     for name in ("maml", "maml zero-shot"):
         success = [v for row in data["methods"][name]["per_trial"]["success"] for v in row]
         assert all(v in (0.0, 0.5, 1.0) for v in success)
+    # Each configuration minus its control, paired: a run and its copy give the run's own.
+    paired = json.loads((out / "eval" / "paired.json").read_text())
+    assert list(paired) == ["maml - zero-shot", "plain - zero-shot"]
+    assert paired["plain - zero-shot"]["b"] == ["plain #0 zero-shot", "plain #1 zero-shot"]
+    for k in range(2):
+        own = (
+            data["methods"]["plain #0"]["success"][k]["mean"]
+            - data["methods"]["plain #0 zero-shot"]["success"][k]["mean"]
+        )
+        assert paired["plain - zero-shot"]["difference"][k]["mean"] == pytest.approx(own)
     assert len(data["files"]["videos"]) == 1
-    assert "| maml zero-shot |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| maml zero-shot |" in printed and "| plain - zero-shot | " in printed
     assert main([*argv, "--compare", "nameless"]) == 2
     allowed = "allowed: NAME=RUN_DIR[,RUN_DIR...]"
     assert f"--compare: got 'nameless'; {allowed}" in capsys.readouterr().err
@@ -232,6 +245,30 @@ def _report(successes: dict[str, list[list[float]]], num_seeds: int = 1):  # typ
         )
         methods.append(MethodResult(name, "agent", None, results, curves={}, gains={}))
     return EvalReport("e", "test", None, [], methods, {})
+
+
+def test_paired_differences_subtract_seed_by_seed_over_the_same_tasks() -> None:
+    """pool_paired_differences: per task and training seed, A's success minus B's (env seeds
+    averaged), pooled over tasks and seeds; each seed's own mean difference beside it."""
+    a0 = [[0, 1], [1, 1], [1, 1], [0, 1]]  # 2 tasks x 2 env seeds, K = 2
+    b0 = [[0, 0], [1, 0], [1, 1], [0, 0]]
+    a1 = [[1, 1], [1, 1], [0, 0], [0, 1]]
+    b1 = [[1, 0], [1, 1], [0, 0], [0, 0]]
+    report = _report({"a0": a0, "b0": b0, "a1": a1, "b1": b1, "short": a0[:2]}, num_seeds=2)
+    out = pool_paired_differences(
+        report, {"a - b": (["a0", "a1"], ["b0", "b1"])}, num_resamples=500
+    )
+    d = out["a - b"]
+    # Episode 1: every pair equal -> 0. Episode 2, seed 0: tasks (1 - 0, 1 - 0.5) -> 0.75;
+    # seed 1: tasks (1 - 0.5, 0.5 - 0) -> 0.5.
+    assert d["per_seed_difference"] == [pytest.approx([0.0, 0.0]), pytest.approx([0.75, 0.5])]
+    assert d["difference"][1]["mean"] == pytest.approx(0.625)
+    assert d["difference"][0]["ci_low"] == d["difference"][0]["ci_high"] == 0.0
+    assert "| a - b | +0.00 [+0.00, +0.00] (+0.00, +0.00) | +0.62 [" in paired_table(out)
+    with pytest.raises(ValueError, match="'a0' and 'short' were evaluated on different tasks"):
+        pool_paired_differences(report, {"x": (["a0"], ["short"])})
+    with pytest.raises(ValueError, match="pairs: 'x' pairs 2 runs with 1"):
+        pool_paired_differences(report, {"x": (["a0", "a1"], ["b0"])})
 
 
 def test_pooling_training_seeds_averages_tasks_and_seeds_and_keeps_each_seed() -> None:

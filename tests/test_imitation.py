@@ -190,6 +190,8 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
         (["privileged.redraw_nats=1"], r"privileged\.redraw_nats: got 1"),
         (["privileged.hypotheses=particles"], r"privileged\.hypotheses: got 'particles'"),
         (["privileged.likelihood_temperature=0.5"], r"privileged\.likelihood_temperature"),
+        (["privileged.refine_steps=5"], r"privileged\.refine_steps: got 5 with privileged\.hyp"),
+        (["privileged.refine_lr=0"], r"privileged\.refine_lr"),
         (["train.algorithm=dagger"], r"train\.algorithm: got 'dagger' with imitation\.expert"),
         (["imitation.expert=runs/x"], r"imitation\.expert: got 'runs/x' with train\.algorithm"),
         (
@@ -384,6 +386,49 @@ def test_the_first_observation_weighs_the_particles_by_the_observation_model() -
     torch.testing.assert_close(post.log_weights, torch.tensor([[-0.5, 0.0, -2.0]]))
 
 
+def test_refinement_finds_a_task_between_the_particles() -> None:
+    """refine: Adam on the likeliest particles' features up the trial's log-likelihood plus a
+    unit Gaussian log-prior reaches the posterior's mode; the refined particle joins the row's
+    particles weighed by its likelihood, the log-weights stay the trial's log-likelihoods up to
+    a shift, the model's parameters get no gradient, and the result is deterministic."""
+
+    def refined() -> ParticlePosterior:
+        post = ParticlePosterior(
+            _KnownReward(),
+            torch.tensor([[0.0], [1.0], [3.0]]),
+            2,
+            temperature=1.0,
+            generator=torch.Generator(),
+        )
+        zeros = torch.zeros(2, 1)
+        for _ in range(10):  # row 0 sees rewards of 2, row 1 of 1 (a bank particle)
+            post.update(zeros, zeros, torch.tensor([2.0, 1.0]), zeros)
+        post.index = torch.tensor([0, 0])
+        post.refine(steps=300, top=1, lr=0.05)
+        return post
+
+    post = refined()
+    assert post.particles.shape == (2, 4, 1) and post.index is None
+    # 10 rewards with T sigma = 0.5 (precision 40 in all) and the prior's precision 1: the mode
+    # is 40 * r / 41.
+    torch.testing.assert_close(
+        post.particles[:, 3, 0], torch.tensor([80 / 41, 40 / 41]), atol=2e-3, rtol=0
+    )
+    assert post.log_weights.argmax(dim=1).tolist() == [3, 1]  # row 1: the bank's 1.0 is exact
+    truth = post.trial_loglik(post.particles) - post.offset.unsqueeze(1)
+    torch.testing.assert_close(post.log_weights, truth)
+    assert all(p.grad is None for p in post.model.parameters())
+    torch.testing.assert_close(refined().particles, post.particles, atol=0, rtol=0)
+    # A second refinement replaces the refined particle; before any transition it does nothing.
+    post.refine(steps=5, top=1, lr=0.05)
+    assert post.particles.shape == (2, 4, 1)
+    fresh = ParticlePosterior(
+        _KnownReward(), torch.tensor([[0.0]]), 1, temperature=1.0, generator=torch.Generator()
+    )
+    fresh.refine(steps=5, top=1, lr=0.05)
+    assert fresh.particles.shape == (1, 1)
+
+
 def test_each_feature_is_read_from_the_surer_posterior() -> None:
     particles = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     post = ParticlePosterior(
@@ -401,12 +446,17 @@ def test_each_feature_is_read_from_the_surer_posterior() -> None:
     torch.testing.assert_close(sure, head_mean, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("observation", [False, True], ids=["rewards", "and-first-observation"])
+@pytest.mark.parametrize(
+    ("observation", "refine"),
+    [(False, 0), (True, 0), (True, 3)],
+    ids=["rewards", "and-first-observation", "refined"],
+)
 def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
-    tmp_path: Path, expert: Path, observation: bool
+    tmp_path: Path, expert: Path, observation: bool, refine: int
 ) -> None:
     over = (
         f"privileged.observation_likelihood={str(observation).lower()}",
+        f"privileged.refine_steps={refine}",
         f"privileged.teacher={expert}",
         "privileged.hypotheses=particles",
         "privileged.particles=16",
@@ -435,6 +485,36 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
         error = metrics[-1]["privileged/observation_model_error"]
         log_var = a["networks"]["observation_model.log_var"]
         assert abs(float(log_var.exp().mean()) - error) < 1e-5
+    if refine:
+        _check_no_refine_evaluation(full, tmp_path)
+    else:
+        from meta_rl.evaluation.config import EvalConfig
+        from meta_rl.evaluation.runner import evaluate_checkpoint
+
+        with pytest.raises(ValueError, match=r"no_refine: checkpoint .* does not refine"):
+            evaluate_checkpoint(full, EvalConfig(no_refine=True, wandb_mode="disabled"))
+
+
+def _check_no_refine_evaluation(run: Path, tmp_path: Path) -> None:
+    """``no_refine`` adds the refinement-off ablation: the same networks, identical in
+    episode 1 (nothing is refined before the trial's second episode), refined afterwards."""
+    from meta_rl.evaluation.config import EvalConfig
+    from meta_rl.evaluation.runner import evaluate_checkpoint
+
+    cfg = EvalConfig(
+        num_tasks=4,
+        num_seeds=1,
+        num_episodes=3,
+        no_refine=True,
+        num_videos=0,
+        wandb_mode="disabled",
+        progress_bar=False,
+    )
+    report = evaluate_checkpoint(run, cfg, out_dir=tmp_path / "eval")
+    by_name = {m.name: m.results.returns for m in report.methods}
+    assert set(by_name) == {"meta-agent", "zero-shot", "no-refine"}
+    np.testing.assert_array_equal(by_name["meta-agent"][:, 0], by_name["no-refine"][:, 0])
+    assert not np.array_equal(by_name["meta-agent"][:, 1:], by_name["no-refine"][:, 1:])
 
 
 # ---------------------------------------------------------------------- DAgger

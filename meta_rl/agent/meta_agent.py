@@ -288,6 +288,8 @@ class StepOutput:
 class MetaAgent:
     """Adaptive agent: belief from the context encoder, actions from the conditioned policy.
 
+    ``adapt`` False drops the MAML inner loop (the meta-parameters act in every episode);
+    ``refine`` False drops the particle posterior's refinement (``privileged.refine_steps``).
     ``generator`` (a CPU ``torch.Generator``) draws the exploration noise; ``seed`` seeds a
     fresh one when it is not given. ``noise_rows`` ``(start, total)``: this agent acts for the
     sub-environments ``start, start + 1, ...`` of a meta-batch of ``total`` spread over several
@@ -306,6 +308,7 @@ class MetaAgent:
         device: torch.device | str = "cpu",
         use_context: bool | None = None,
         adapt: bool = True,
+        refine: bool = True,
         generator: torch.Generator | None = None,
         seed: int = 0,
         noise_rows: tuple[int, int] | None = None,
@@ -341,6 +344,10 @@ class MetaAgent:
         self._particles: ParticlePosterior | None = None  # hypotheses: particles
         self._started = False  # the trial's first observation has weighed the particles
         priv = config.privileged
+        self.refine_steps = priv.refine_steps if refine else 0
+        """Gradient steps refining the particles as each later episode begins (0: off; the
+        no-refine ablation, :meth:`without_refinement`)."""
+        self._refine_pending = False
         # Particles fused with a one-component head that the belief trains (particles.fuse).
         self._fuses_head = (
             networks.reward_model is not None
@@ -377,6 +384,7 @@ class MetaAgent:
         self.inner_batches = {}
         self._new_episode_hypotheses()
         self._started = False
+        self._refine_pending = False
         nets = self.networks
         if nets.reward_model is not None and nets.task_head is not None:
             self._particles = ParticlePosterior(
@@ -443,6 +451,7 @@ class MetaAgent:
         if self._hidden is None:
             raise RuntimeError("MetaAgent.end_episode before begin_trial(num_envs)")
         self._new_episode_hypotheses()
+        self._refine_pending = self._particles is not None and self.refine_steps > 0
         if self.maml is not None and self._record.get("reward"):
             if self.maml.adapts_after(self._episode):
                 assert self.inner_loss is not None
@@ -611,6 +620,9 @@ class MetaAgent:
         self._steps_in_episode += 1
         scheduled = self._hypothesis is None or (every > 0 and t % every == 0)
         if self._particles is not None:
+            if self._refine_pending:
+                self._refine_pending = False
+                self._particles.refine(self.refine_steps, priv.refine_top, priv.refine_lr)
             self._hypothesis = self._particles.hypotheses(scheduled, nats)
             if self._fuses_head:
                 # Each feature from whichever posterior is surer of it (particles.fuse).
@@ -697,9 +709,24 @@ class MetaAgent:
             )
         return self._sibling(use_context=self.use_context)
 
-    def _sibling(self, *, use_context: bool) -> MetaAgent:
-        """A new agent over the same networks that never runs the MAML inner loop, with its own
-        trial state and a fresh generator seeded as :meth:`from_checkpoint` seeds it."""
+    def without_refinement(self) -> MetaAgent:
+        """The refinement-off ablation of a particle agent (``privileged.refine_steps`` > 0): a
+        new agent over the same networks (shared), acting on the bank's particles alone; what
+        it loses against this agent is what refining them adds. Raises ``ValueError`` for an
+        agent that does not refine."""
+        if self.refine_steps < 1:
+            raise ValueError(
+                "without_refinement: the agent does not refine its particles "
+                "(privileged.refine_steps 0)"
+            )
+        return self._sibling(
+            use_context=self.use_context, adapt=self.maml is not None, refine=False
+        )
+
+    def _sibling(self, *, use_context: bool, adapt: bool = False, refine: bool = True) -> MetaAgent:
+        """A new agent over the same networks (without the MAML inner loop unless ``adapt``),
+        with its own trial state and a fresh generator seeded as :meth:`from_checkpoint` seeds
+        it."""
         return MetaAgent(
             self.networks,
             self.config,
@@ -707,7 +734,8 @@ class MetaAgent:
             action_high=self.action_high,
             device=self.device,
             use_context=use_context,
-            adapt=False,
+            adapt=adapt,
+            refine=refine,
         )
 
     @classmethod

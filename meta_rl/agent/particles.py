@@ -86,6 +86,12 @@ class ParticlePosterior:
     errors are not independent from step to step). :meth:`hypotheses` keeps each row's particle
     and redraws, by weight, the rows that ``redraw`` marks and those whose particle's log-weight
     has fallen more than ``nats`` below the best one (the evidence contradicts it).
+
+    :meth:`refine` moves each row's most likely particles up the log-likelihood of the whole
+    trial so far (kept by :meth:`update`) by gradient steps on their features, and adds them to
+    that row's particles (``particles`` is then ``(N, P + R, F)``), weighed by their
+    likelihood: the bank holds only the prior's draws, and a task between or beyond them is
+    found instead of its nearest draw. Only the features move; the model is left as it is.
     """
 
     def __init__(
@@ -98,11 +104,18 @@ class ParticlePosterior:
         generator: torch.Generator,
     ) -> None:
         self.model = model
+        self.bank = particles
         self.particles = particles
+        """``(P, F)`` (the bank, shared by every row) or, once refined, ``(N, P + R, F)``."""
         self.temperature = float(temperature)
         self.generator = generator
         self.log_weights = particles.new_zeros((num_envs, particles.shape[0]))
+        self.offset = particles.new_zeros(num_envs)
+        """What :meth:`_weigh` has subtracted from each row: log-weights plus the offset are the
+        particles' log-likelihoods of the trial so far."""
         self.index: torch.Tensor | None = None
+        self._history: list[tuple[torch.Tensor, ...]] = []
+        self._start: tuple[FeatureObservationModel, torch.Tensor, float] | None = None
 
     def update(
         self,
@@ -115,14 +128,27 @@ class ParticlePosterior:
         """Weigh every particle by one transition per row (``(N, ...)`` normalised observations,
         actions, raw rewards ``(N,)``); rows with ``mask`` false are left as they are."""
         with torch.no_grad():
-            predicted = self.model(
-                obs.unsqueeze(1), action.unsqueeze(1), next_obs.unsqueeze(1), self.particles
-            )  # (N, P)
-            scale = self.temperature * self.model.sigma.clamp_min(1e-6)
-            loglik = -((reward.unsqueeze(1) - predicted) ** 2) / (2.0 * scale**2)
-            if mask is not None:
-                loglik = loglik * mask.to(loglik.dtype).unsqueeze(1)
-            self._weigh(loglik)
+            valid = torch.ones_like(reward) if mask is None else mask.to(reward.dtype)
+            self._history.append((obs, action, reward, next_obs, valid))
+            self._weigh(self._reward_loglik(self.particles, obs, action, reward, next_obs, valid))
+
+    def _reward_loglik(
+        self,
+        particles: torch.Tensor,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Log-likelihoods ``(..., N, Q)`` of rewards ``(..., N)`` under particles ``(Q, F)`` or
+        ``(N, Q, F)``, zero where ``valid`` is 0."""
+        predicted = self.model(
+            obs.unsqueeze(-2), action.unsqueeze(-2), next_obs.unsqueeze(-2), particles
+        )
+        scale = self.temperature * self.model.sigma.clamp_min(1e-6)
+        loglik = -((reward.unsqueeze(-1) - predicted) ** 2) / (2.0 * scale**2)
+        return loglik * valid.unsqueeze(-1)
 
     def observe_start(
         self, model: FeatureObservationModel, obs: torch.Tensor, temperature: float
@@ -131,26 +157,93 @@ class ParticlePosterior:
         (normalised): a diagonal Gaussian around what ``model`` predicts for the particle, each
         dimension as wide as ``temperature`` times the model's error there."""
         with torch.no_grad():
-            predicted = model(self.particles)  # (P, obs_dim)
-            var = model.log_var.exp().clamp_min(1e-6) * temperature**2
-            loglik = -(((obs.unsqueeze(1) - predicted.unsqueeze(0)) ** 2) / (2.0 * var)).sum(-1)
-            self._weigh(loglik)
+            self._start = (model, obs, float(temperature))
+            self._weigh(self._start_loglik(self.particles))
+
+    def _start_loglik(self, particles: torch.Tensor) -> torch.Tensor:
+        """Log-likelihoods ``(N, Q)`` of the trial's first observation (0 without one)."""
+        if self._start is None:
+            return particles.new_zeros(self.log_weights.shape[0], particles.shape[-2])
+        model, obs, temperature = self._start
+        predicted = model(particles)  # (Q, obs_dim) or (N, Q, obs_dim)
+        var = model.log_var.exp().clamp_min(1e-6) * temperature**2
+        diff = obs.unsqueeze(1) - (predicted if predicted.dim() == 3 else predicted.unsqueeze(0))
+        return -((diff**2) / (2.0 * var)).sum(-1)
 
     def _weigh(self, loglik: torch.Tensor) -> None:
         """Add log-likelihoods ``(N, P)`` to the log-weights, each row's best shifted to 0."""
         logw = self.log_weights + loglik
-        self.log_weights = logw - logw.max(dim=1, keepdim=True).values
+        best = logw.max(dim=1, keepdim=True).values
+        self.log_weights = logw - best
+        self.offset = self.offset + best.squeeze(1)
+
+    def trial_loglik(
+        self, particles: torch.Tensor, history: tuple[torch.Tensor, ...] | None = None
+    ) -> torch.Tensor:
+        """Log-likelihoods ``(N, Q)`` of the whole trial so far under per-row particles
+        ``(N, Q, F)`` (differentiable in them); ``history`` is :meth:`stacked_history`."""
+        total = self._start_loglik(particles)
+        history = history if history is not None else self.stacked_history()
+        if history is not None:
+            total = total + self._reward_loglik(particles.unsqueeze(0), *history).sum(0)
+        return total
+
+    def stacked_history(self) -> tuple[torch.Tensor, ...] | None:
+        """The trial's transitions so far, ``(T, N, ...)`` each: normalised observations,
+        actions, rewards, next observations and validity; None before the first."""
+        if not self._history:
+            return None
+        return tuple(torch.stack(x) for x in zip(*self._history, strict=True))
+
+    def refine(self, steps: int, top: int, lr: float) -> None:
+        """Refine each row's ``top`` most likely particles by ``steps`` Adam steps (step size
+        ``lr``) up the trial's log-likelihood plus a unit Gaussian log-prior on the standardised
+        features, then weigh them by the trial's likelihood beside the bank. The refined
+        particles replace those of an earlier refinement; the bank stays. Deterministic."""
+        history = self.stacked_history()
+        if steps < 1 or history is None:
+            return
+        n, p = self.log_weights.shape[0], self.bank.shape[0]
+        rows = self.particles if self.particles.dim() == 3 else self.particles.expand(n, -1, -1)
+        k = min(top, rows.shape[1])
+        best = self.log_weights.topk(k, dim=1).indices  # (N, k)
+        h = rows.gather(1, best.unsqueeze(-1).expand(-1, -1, rows.shape[-1])).detach()
+        m, v = torch.zeros_like(h), torch.zeros_like(h)
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        with torch.enable_grad():
+            for t in range(1, steps + 1):
+                h.requires_grad_(True)
+                objective = self.trial_loglik(h, history).sum() - 0.5 * (h**2).sum()
+                (grad,) = torch.autograd.grad(objective, h)
+                with torch.no_grad():
+                    m = beta1 * m + (1 - beta1) * grad
+                    v = beta2 * v + (1 - beta2) * grad**2
+                    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+                    h = (h + lr * m_hat / (v_hat.sqrt() + eps)).detach()
+        with torch.no_grad():
+            refined_logw = self.trial_loglik(h, history) - self.offset.unsqueeze(1)
+            self.particles = torch.cat([self.bank.expand(n, -1, -1), h], dim=1)
+            logw = torch.cat([self.log_weights[:, :p], refined_logw], dim=1)
+            self.log_weights = logw
+            self._weigh(torch.zeros_like(logw))
+        self.index = None  # the next hypotheses() draws afresh
 
     def draw(self) -> torch.Tensor:
         """A particle index per row ``(N,)``, drawn by weight."""
         weights = torch.softmax(self.log_weights, dim=1).cpu()
         return torch.multinomial(weights, 1, generator=self.generator).squeeze(1)
 
+    def _rows(self) -> torch.Tensor:
+        """Every row's particles ``(N, Q, F)``."""
+        n = self.log_weights.shape[0]
+        return self.particles if self.particles.dim() == 3 else self.particles.expand(n, -1, -1)
+
     def variance(self) -> torch.Tensor:
         """The posterior's variance of each feature ``(N, F)`` (weighted over the particles)."""
-        w = torch.softmax(self.log_weights, dim=1)
-        mean = w @ self.particles
-        return w @ self.particles**2 - mean**2
+        w = torch.softmax(self.log_weights, dim=1).unsqueeze(-1)
+        rows = self._rows()
+        mean = (w * rows).sum(1)
+        return (w * rows**2).sum(1) - mean**2
 
     def hypotheses(self, redraw: bool, nats: float | None) -> torch.Tensor:
         """Each row's hypothesis ``(N, F)``: its particle, redrawn when ``redraw`` (every row)
@@ -163,7 +256,9 @@ class ParticlePosterior:
             current = self.log_weights.gather(1, self.index.unsqueeze(1)).squeeze(1)
             behind = current < self.log_weights.max(dim=1).values - nats
             self.index = torch.where(behind, drawn, self.index)
-        return self.particles[self.index]
+        if self.particles.dim() == 2:
+            return self.particles[self.index]
+        return self.particles[torch.arange(self.particles.shape[0]), self.index]
 
 
 def fuse(

@@ -75,6 +75,8 @@ def _compare_runs(args: argparse.Namespace) -> int:
     from meta_rl.config import load_config
     from meta_rl.evaluation.ablations import (
         evaluate_ablations,
+        paired_table,
+        pool_paired_differences,
         pool_training_seeds,
         seeds_table,
     )
@@ -106,11 +108,44 @@ def _compare_runs(args: argparse.Namespace) -> int:
     report = evaluate_ablations(runs, eval_cfg, out)
     print((out / "eval.md").read_text())
     print(f"wrote {out / 'eval.json'} and eval.md")
+    controls = [
+        name
+        for name, on in (
+            ("zero-shot", eval_cfg.zero_shot),
+            ("no-maml", eval_cfg.no_maml),
+            ("no-refine", eval_cfg.no_refine),
+        )
+        if on
+    ]
+    # Each configuration against each of its controls: the same networks, paired.
+    pairs = {
+        f"{n} - {c}": (ms, [f"{m} {c}" for m in ms]) for n, ms in groups.items() for c in controls
+    }
+    if pairs:
+        paired = pool_paired_differences(
+            report,
+            pairs,
+            confidence_level=eval_cfg.confidence_level,
+            num_resamples=eval_cfg.num_bootstrap,
+        )
+        (out / "paired.json").write_text(json.dumps(paired, indent=2))
+        (out / "paired.md").write_text(
+            "Success per episode, each configuration minus its control (the same networks, "
+            "paired over tasks and training seeds): mean "
+            f"[{round(eval_cfg.confidence_level * 100)}% interval] (each seed's).\n\n"
+            + paired_table(paired)
+            + "\n"
+        )
+        print(paired_table(paired))
+        print(f"wrote {out / 'paired.json'} and paired.md")
     if any(len(members) > 1 for members in groups.values()):
-        if eval_cfg.zero_shot:
-            groups.update(
-                {f"{n} zero-shot": [f"{m} zero-shot" for m in ms] for n, ms in list(groups.items())}
-            )
+        groups.update(
+            {
+                f"{n} {c}": [f"{m} {c}" for m in ms]
+                for n, ms in list(groups.items())
+                for c in controls
+            }
+        )
         pooled = pool_training_seeds(
             report,
             groups,

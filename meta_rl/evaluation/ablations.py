@@ -31,6 +31,8 @@ __all__ = [
     "ablation_table",
     "bench_ablations",
     "evaluate_ablations",
+    "paired_table",
+    "pool_paired_differences",
     "pool_training_seeds",
     "seeds_table",
 ]
@@ -163,7 +165,9 @@ def evaluate_ablations(
     run_dirs: dict[str, Path], eval_cfg: EvalConfig, out_dir: Path
 ) -> EvalReport:
     """Every trained agent (its last checkpoint: ``best.pt`` was chosen on held-out tasks, so it
-    would flatter the agents) and its zero-shot control, under one protocol: the same held-out
+    would flatter the agents) and the controls ``eval_cfg`` asks for (its zero-shot control;
+    ``no_maml``, ``no_refine``: :func:`~meta_rl.evaluation.runner.control_methods`, named
+    ``<name> <control>``), under one protocol: the same held-out
     tasks, seeds and bootstrap, one table and one plot.
 
     ``run_dirs`` maps a name to a training run directory; all runs must share the env id and its
@@ -175,6 +179,7 @@ def evaluate_ablations(
     from meta_rl.evaluation.runner import (
         Method,
         clean_env_kwargs,
+        control_methods,
         evaluate_methods,
         family_of,
         load_meta_agent,
@@ -201,10 +206,7 @@ def evaluate_ablations(
             )
         kind = "agent" if i == 0 else "ablation"
         methods.append(Method(name, agent, kind=kind, source=str(file)))
-        if eval_cfg.zero_shot:
-            methods.append(
-                Method(f"{name} zero-shot", agent.zero_shot(), kind="zero_shot", source=str(file))
-            )
+        methods += control_methods(agent, eval_cfg, str(file), prefix=f"{name} ")
     assert env is not None
     return evaluate_methods(methods, env_id=env[0], cfg=cfg, out_dir=out_dir, env_kwargs=env[1])
 
@@ -261,6 +263,75 @@ def pool_training_seeds(
             "per_seed_gain": gains.mean(axis=0).tolist(),
         }
     return pooled
+
+
+def pool_paired_differences(
+    report: EvalReport,
+    pairs: dict[str, tuple[list[str], list[str]]],
+    *,
+    confidence_level: float = 0.95,
+    num_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Paired differences of two configurations over the same tasks and training seeds.
+
+    ``pairs`` maps a label to ``(members of A, members of B)``: the evaluated methods of each
+    configuration, one per training seed, in the same order (seed i of A against seed i of B:
+    the same networks with one part switched off, or two recipes trained with the same seed).
+    For each episode k the success of A minus B per task and seed (averaged over env seeds) is
+    summarised over the ``(num_tasks, num_training_seeds)`` array with the two-stage bootstrap,
+    beside each seed's mean difference.
+
+    Raises ``ValueError`` for pairs of unequal length or methods that saw other tasks.
+    """
+    from meta_rl.evaluation.stats import summarize_per_episode
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, Any]] = {}
+    for label, (a, b) in pairs.items():
+        if not a or len(a) != len(b):
+            raise ValueError(
+                f"pairs: {label!r} pairs {len(a)} runs with {len(b)}; allowed: the same "
+                "number, at least one"
+            )
+        diffs = []
+        for left, right in zip(a, b, strict=True):
+            x = report.method(left).results.by_task_and_seed("success").mean(axis=1)
+            y = report.method(right).results.by_task_and_seed("success").mean(axis=1)
+            if x.shape != y.shape:
+                raise ValueError(
+                    f"pairs: {left!r} and {right!r} were evaluated on different tasks "
+                    f"({x.shape}, {y.shape}); pair methods of one evaluation"
+                )
+            diffs.append(x - y)
+        d = np.stack(diffs, axis=1)  # (num_tasks, seeds, K)
+        curve = summarize_per_episode(
+            d, rng, confidence_level=confidence_level, num_resamples=num_resamples
+        )
+        out[label] = {
+            "a": list(a),
+            "b": list(b),
+            "difference": [s.to_dict() for s in curve],
+            "per_seed_difference": d.mean(axis=0).T.tolist(),  # (K, seeds)
+        }
+    return out
+
+
+def paired_table(paired: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of :func:`pool_paired_differences`: per pair, the pooled difference of
+    each episode's success with its interval (each seed's in brackets)."""
+    k = max(len(p["difference"]) for p in paired.values())
+    lines = [
+        "| paired difference | " + " | ".join(f"ep{i}" for i in range(1, k + 1)) + " |",
+        "|" + " --- |" * (k + 1),
+    ]
+    for label, p in paired.items():
+        cells = []
+        for i, s in enumerate(p["difference"]):
+            each = ", ".join(f"{v:+.2f}" for v in p["per_seed_difference"][i])
+            cells.append(f"{s['mean']:+.2f} [{s['ci_low']:+.2f}, {s['ci_high']:+.2f}] ({each})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def seeds_table(pooled: dict[str, dict[str, Any]]) -> str:

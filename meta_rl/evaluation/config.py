@@ -45,6 +45,11 @@ class EvalConfig(Config):
         "Also evaluate a MAML agent with its inner loop off (belief on, the meta-parameters in "
         "every episode): what the inner step adds. Only for checkpoints trained with MAML.",
     )
+    no_refine: bool = param(
+        False,
+        "Also evaluate a particle agent with its refinement off (privileged.refine_steps: the "
+        "bank's particles alone): what refining them adds. Only for checkpoints that refine.",
+    )
     baselines: tuple[str, ...] = param(
         (), "SB3 baseline run dirs or model zips (from `metarl baselines`) to evaluate too."
     )

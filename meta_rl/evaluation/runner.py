@@ -385,6 +385,7 @@ def evaluate_checkpoint(
 
     Methods: ``meta-agent`` (adapting), ``zero-shot`` (same agent, context encoder off) when
     ``cfg.zero_shot``, ``no-maml`` (same agent, MAML's inner loop off) when ``cfg.no_maml``,
+    ``no-refine`` (same agent, the particles' refinement off) when ``cfg.no_refine``,
     every SB3 baseline in ``cfg.baselines``, and ``scratch-ppo`` when ``cfg.scratch_ppo``.
     Raises ``FileNotFoundError`` for a missing checkpoint or baseline and
     ``ValueError`` for one of another environment than ``cfg.env_id`` (or the agent's).
@@ -405,22 +406,7 @@ def evaluate_checkpoint(
     cfg = with_training_episode_steps(cfg, agent)
     run_dir = found.run_dir
     methods = [Method("meta-agent", agent, kind="agent", source=str(file))]
-    if cfg.zero_shot:
-        methods.append(
-            Method(
-                "zero-shot",
-                agent.zero_shot(),
-                kind="zero_shot",
-                source=str(file),
-            )
-        )
-    if cfg.no_maml:
-        if agent.networks.maml is None:
-            raise ValueError(
-                f"no_maml: checkpoint {str(file)!r} was trained without MAML (maml.enabled "
-                "false); set no_maml: false"
-            )
-        methods.append(Method("no-maml", agent.without_maml(), kind="ablation", source=str(file)))
+    methods += control_methods(agent, cfg, str(file))
     from meta_rl.baselines.train import load_baseline
 
     for path in cfg.baselines:
@@ -460,6 +446,34 @@ def evaluate_checkpoint(
         wandb_root=wandb_root if wandb_root is not None else run_dir,
         wandb_project=project,
     )
+
+
+def control_methods(agent: Any, cfg: EvalConfig, source: str, prefix: str = "") -> list[Method]:
+    """The controls of one meta-agent that ``cfg`` asks for, each the same networks with one
+    part of adaptation off: ``zero-shot`` (``cfg.zero_shot``: no context), ``no-maml``
+    (``cfg.no_maml``: no inner step) and ``no-refine`` (``cfg.no_refine``: no refinement of the
+    particles), named ``prefix`` + the control. Raises ``ValueError`` for a control the agent
+    lacks the part of."""
+    out = []
+    if cfg.zero_shot:
+        out.append(Method(f"{prefix}zero-shot", agent.zero_shot(), kind="zero_shot", source=source))
+    if cfg.no_maml:
+        if agent.networks.maml is None:
+            raise ValueError(
+                f"no_maml: checkpoint {source!r} was trained without MAML (maml.enabled "
+                "false); set no_maml: false"
+            )
+        out.append(Method(f"{prefix}no-maml", agent.without_maml(), kind="ablation", source=source))
+    if cfg.no_refine:
+        if agent.refine_steps < 1:
+            raise ValueError(
+                f"no_refine: checkpoint {source!r} does not refine its particles "
+                "(privileged.refine_steps 0); set no_refine: false"
+            )
+        out.append(
+            Method(f"{prefix}no-refine", agent.without_refinement(), kind="ablation", source=source)
+        )
+    return out
 
 
 def _scratch_method(env_id: str, env_kwargs: Mapping[str, Any], cfg: EvalConfig) -> Method:
