@@ -43,13 +43,13 @@ for _env_id, (_entry, _steps) in ENV_IDS.items():
         )
 
 COMMANDED_ID = "metarl/PickPlaceCommanded-v0"
-"""Pick-place whose action is a goal command to a frozen skill (``meta_rl.task_envs.commanded``:
+"""Pick-place whose action is a goal command to a frozen skill (``meta_rl.skills.commanded``:
 it needs torch, so it lives with the agent; the id is registered here with the others)."""
 if COMMANDED_ID not in registry:
     register(
         id=COMMANDED_ID,
-        entry_point="meta_rl.task_envs.commanded:CommandedPickPlaceEnv",
-        vector_entry_point="meta_rl.task_envs.commanded:make_commanded_vector",
+        entry_point="meta_rl.skills.commanded:CommandedPickPlaceEnv",
+        vector_entry_point="meta_rl.skills.commanded:make_commanded_vector",
         max_episode_steps=ENV_IDS["metarl/PickPlace-v0"][1],
     )
 

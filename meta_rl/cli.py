@@ -5,9 +5,9 @@ Each verb lives in ``meta_rl/commands/<verb>.py`` and offers ``add_arguments(par
 ``metarl --help`` answers at once without importing torch or MuJoCo.
 
 Errors: a verb raises; :func:`main` turns a ``ValueError`` (bad config, checkpoint or argument:
-``ConfigError``, ``CheckpointError`` and :class:`UsageError` are ones) or a
+``ConfigError``, ``CheckpointError`` and ``UsageError`` are ones, ``meta_rl.errors``) or a
 ``FileNotFoundError`` into ``metarl <verb>: error: <message>`` on stderr and exit code 2, with
-no traceback; :class:`JobStopped` (stopped from outside) into ``metarl <verb>: stopped:
+no traceback; ``JobStopped`` (stopped from outside) into ``metarl <verb>: stopped:
 <message>`` and exit code 1. Anything else is a bug and keeps its traceback.
 """
 
@@ -19,17 +19,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["VERBS", "JobStopped", "UsageError", "build_parser", "main"]
+from meta_rl.errors import JobStopped, run_exit_hooks
 
-
-class UsageError(ValueError):
-    """A verb's arguments do not go together (the message says what to pass instead)."""
-
-
-class JobStopped(RuntimeError):
-    """The job was stopped from outside this process: a signal (torchrun stops every process of
-    a distributed job when one fails) or a lost peer. The message says what is kept and how to
-    continue; :func:`main` prints it in one line and returns 1."""
+__all__ = ["VERBS", "build_parser", "main"]
 
 
 #: verb -> (module under meta_rl.commands, one-line help)
@@ -86,9 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobStopped as e:
         print(f"metarl {args.verb}: stopped: {e}", file=sys.stderr)
         result = 1
-    distributed = sys.modules.get("meta_rl.training.distributed")
-    if distributed is not None:  # a torchrun worker leaves past the interpreter's teardown
-        distributed.exit_process(result)
+    run_exit_hooks(result)  # a torchrun worker leaves past the interpreter's teardown
     return result
 
 

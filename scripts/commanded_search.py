@@ -28,7 +28,7 @@ from envs import rewards as rw
 from envs import scene as sc
 from envs.pick_place import LIFT_HEIGHT, PickPlaceEnv
 from meta_rl.evaluation.stats import bootstrap_ci
-from meta_rl.task_envs.commanded import COMMANDED_ID, CommandedVectorEnv
+from meta_rl.skills.commanded import COMMANDED_ID, CommandedVectorEnv
 from meta_rl.task_envs.vector import make_task_vector_env
 
 TOUR = np.array(

@@ -54,7 +54,7 @@ from meta_rl.agent.privileged import inference_targets  # noqa: E402
 from meta_rl.agent.task_model import TrialTensors, elbo_loss  # noqa: E402
 from meta_rl.experiment import load_experiment  # noqa: E402
 from meta_rl.runs import prepare_run_dir, save_config  # noqa: E402
-from meta_rl.task_envs.commanded import COMMANDED_ID, CommandedVectorEnv, Commander  # noqa: E402
+from meta_rl.skills.commanded import COMMANDED_ID, CommandedVectorEnv, Commander  # noqa: E402
 from meta_rl.task_envs.vector import make_task_vector_env  # noqa: E402
 from meta_rl.training.privileged import task_features, task_inference_loss  # noqa: E402
 from meta_rl.training.rollout import collect_trials  # noqa: E402

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
+from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import load_config
 from meta_rl.evaluation.ablations import (
     ABLATION_CONFIGS,
@@ -22,7 +23,6 @@ from meta_rl.evaluation.ablations import (
 )
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.experiment import load_experiment
-from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.trainer import train
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ from test_encoder import _encoder, _transitions
 from test_trainer import _cfg, _params, _same_params
 
 from meta_rl.agent.task_model import TrialTensors
+from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import to_dict
 from meta_rl.experiment import config_hash, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
-from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.ppo_update import Stretches, sub_beliefs, to_stretches
 from meta_rl.training.trainer import Trainer, train
 

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from meta_rl.experiment import ExperimentConfig, config_hash
-from meta_rl.runs import remove_orphaned_temp_files, write_atomic
-from meta_rl.training.checkpoint import (
+from meta_rl.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointManager,
@@ -20,6 +18,8 @@ from meta_rl.training.checkpoint import (
     locate,
     save_checkpoint,
 )
+from meta_rl.experiment import ExperimentConfig, config_hash
+from meta_rl.runs import remove_orphaned_temp_files, write_atomic
 
 
 def _payload(iteration: int = 1, **meta: object) -> dict[str, object]:

@@ -1,5 +1,5 @@
 """The commanded pick-place family (``metarl/PickPlaceCommanded-v0``,
-``meta_rl/task_envs/commanded.py``): pick-place whose action is a goal command to the shipped
+``meta_rl/skills/commanded.py``): pick-place whose action is a goal command to the shipped
 revealed skill. Contracts: commands map onto the goal box, the skill sees no true task
 feature, the batched simulator equals the single env, refusals name the argument, and the
 meta-agent trains and evaluates on it."""
@@ -17,7 +17,7 @@ from test_privileged import _cfg
 
 import envs  # noqa: F401  (registers the ids)
 from meta_rl.agent.task_model import TrialTensors
-from meta_rl.task_envs.commanded import (
+from meta_rl.skills.commanded import (
     COMMANDED_ID,
     CommandedVectorEnv,
     Targets,

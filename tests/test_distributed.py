@@ -23,9 +23,9 @@ import yaml
 
 from meta_rl.agent.networks import RunningNorm
 from meta_rl.agent.policy import PolicyOutput
+from meta_rl.checkpoint import load_checkpoint, locate
 from meta_rl.experiment import PPOConfig
 from meta_rl.logging import read_metrics
-from meta_rl.training.checkpoint import load_checkpoint, locate
 from meta_rl.training.distributed import (
     World,
     global_moments,
@@ -385,7 +385,7 @@ COLLECTIVES = """
 import json, os, sys
 import torch
 from torch import nn
-from meta_rl.cli import JobStopped
+from meta_rl.errors import JobStopped
 from meta_rl.training.distributed import (
     average_gradients, broadcast_from_main, close_world, exit_process, global_moments,
     init_world, reduce_metrics,
@@ -531,7 +531,7 @@ def test_a_stopping_process_ignores_the_next_sigterm() -> None:
     """SIGTERM stops a rank once; the process then ignores SIGTERM until it exits (torchrun's
     SIGTERM races with a rank's own discovery of a lost peer), and a run that ends normally
     gets the previous handler back."""
-    from meta_rl.cli import JobStopped
+    from meta_rl.errors import JobStopped
     from meta_rl.training.distributed import World, stop_on_sigterm
 
     world = World(rank=0, size=2, backend="gloo")

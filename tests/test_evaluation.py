@@ -529,7 +529,7 @@ def test_real_checkpoint_errors_and_video_command(
     with pytest.raises(ValueError, match=r"baselines: .* trained on 'metarl/Push-v0'"):
         evaluate_checkpoint(reach_run, cfg.replace(baselines=(str(push),)))
     # A checkpoint whose networks do not fit the agent's code (e.g. written by older code).
-    from meta_rl.training.checkpoint import load_checkpoint, locate, save_checkpoint
+    from meta_rl.checkpoint import load_checkpoint, locate, save_checkpoint
 
     payload = load_checkpoint(locate(reach_run).file)
     payload["networks"] = dict(list(payload["networks"].items())[1:])
@@ -760,9 +760,9 @@ def test_an_agent_trained_without_context_is_evaluated_without_it(tmp_path: Path
     steps, but the policy only ever saw the prior, so evaluation must not run the encoder:
     the meta-agent and its zero-shot control then act alike (before the fix the evaluation ran
     the encoder and fed the policy beliefs it had never seen)."""
+    from meta_rl.checkpoint import locate
     from meta_rl.evaluation.runner import load_meta_agent
     from meta_rl.experiment import load_experiment
-    from meta_rl.training.checkpoint import locate
     from meta_rl.training.trainer import train
 
     smoke = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"

@@ -20,11 +20,11 @@ from meta_rl.agent.particles import (
     fuse,
 )
 from meta_rl.agent.privileged import TaskInferenceHead
+from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.evaluation.toy import TOY_ENV_ID, register_toy_env
 from meta_rl.experiment import ExperimentConfig, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
-from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.trainer import Trainer, train
 
 torch.set_num_threads(1)

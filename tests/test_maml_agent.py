@@ -10,10 +10,10 @@ import test_vector
 import torch
 
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.checkpoint import load_checkpoint
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.task_envs.vector import make_task_vector_env
-from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.rollout import collect_trials
 from meta_rl.training.trainer import Trainer, train
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from meta_rl.checkpoint import load_checkpoint, locate
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.runner import evaluate_checkpoint
-from meta_rl.training.checkpoint import load_checkpoint, locate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (ROOT / "pretrained").iterdir() if p.is_dir())

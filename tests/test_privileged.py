@@ -16,11 +16,11 @@ from meta_rl.agent.encoder import ContextEncoder
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.agent.task_model import TrialTensors
+from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.experiment import ExperimentConfig, config_hash, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training import trainer as trainer_module
-from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.privileged import (
     standardize_features,
     task_features,

@@ -10,10 +10,10 @@ import torch
 import yaml
 from test_trainer import _cfg
 
+from meta_rl.checkpoint import CheckpointError
 from meta_rl.cli import main
 from meta_rl.logging import read_metrics
 from meta_rl.runs import RESUMES_FILE, check_fresh_run_dir, prepare_run_dir
-from meta_rl.training.checkpoint import CheckpointError
 from meta_rl.training.trainer import train
 
 torch.set_num_threads(1)

@@ -14,12 +14,12 @@ import torch
 from test_privileged import _cfg, one_iteration
 
 from meta_rl.agent.meta_agent import MetaAgent
+from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.experiment import ExperimentConfig, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.task_envs.vector import make_task_vector_env
 from meta_rl.training import trainer as trainer_module
-from meta_rl.training.checkpoint import load_checkpoint
 from meta_rl.training.privileged import task_features
 from meta_rl.training.trainer import Trainer, train
 

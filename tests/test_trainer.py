@@ -13,9 +13,9 @@ import torch
 import yaml
 
 from meta_rl.agent.meta_agent import MetaAgent
+from meta_rl.checkpoint import CheckpointError, load_checkpoint
 from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
-from meta_rl.training.checkpoint import CheckpointError, load_checkpoint
 from meta_rl.training.optim import apply_update
 from meta_rl.training.trainer import Trainer, train
 

@@ -68,6 +68,7 @@ from meta_rl.agent.privileged import (
     inference_width,
 )
 from meta_rl.agent.task_model import TaskDecoder
+from meta_rl.checkpoint import agent_state_from_checkpoint
 from meta_rl.experiment import ExperimentConfig, resolve_device
 
 __all__ = ["AgentNetworks", "MetaAgent", "StepOutput", "make_inner_loss"]
@@ -741,8 +742,6 @@ class MetaAgent:
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> MetaAgent:
         """Load an agent from a checkpoint file, or a run directory (its best, else last)."""
-        from meta_rl.training.checkpoint import agent_state_from_checkpoint
-
         state = agent_state_from_checkpoint(Path(path))
         dev = resolve_device(device)
         # The acting agent is built without the training-only privileged parts: their weights

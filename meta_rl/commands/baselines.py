@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from meta_rl.cli import UsageError
+from meta_rl.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

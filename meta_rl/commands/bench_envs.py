@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from meta_rl.cli import UsageError
+from meta_rl.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from meta_rl.cli import UsageError
+from meta_rl.errors import UsageError
 
 if TYPE_CHECKING:
     from meta_rl.evaluation.report import EvalReport

@@ -71,12 +71,12 @@ def teacher_overrides(overrides: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from meta_rl.checkpoint import locate
     from meta_rl.commands.evaluate import print_success_curves
     from meta_rl.config import load_config
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
     from meta_rl.experiment import ExperimentConfig, load_experiment
-    from meta_rl.training.checkpoint import locate
     from meta_rl.training.distributed import launched_rank
     from meta_rl.training.trainer import train
 

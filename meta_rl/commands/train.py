@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from meta_rl.cli import UsageError
+from meta_rl.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    from meta_rl.training.checkpoint import CheckpointNotFound, locate
+    from meta_rl.checkpoint import CheckpointNotFound, locate
 
     try:
         locate(run_dir, prefer="latest")

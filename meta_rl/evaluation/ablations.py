@@ -176,6 +176,7 @@ def evaluate_ablations(
     isolates what
     the trial's earlier episodes contribute. Only the first agent is filmed.
     """
+    from meta_rl.checkpoint import locate
     from meta_rl.evaluation.runner import (
         Method,
         clean_env_kwargs,
@@ -185,7 +186,6 @@ def evaluate_ablations(
         load_meta_agent,
         with_training_episode_steps,
     )
-    from meta_rl.training.checkpoint import locate
 
     if not run_dirs:
         raise ValueError("run_dirs: need at least one trained run to evaluate")

@@ -118,9 +118,9 @@ def belief_probe(
     run's trial length. ``steps`` default to the steps 0, 9 and 49 of every episode;
     ``features`` picks columns of ``Task.features()`` (pick-place: ``slice(0, 3)``, the goal),
     all by default."""
+    from meta_rl.checkpoint import locate
     from meta_rl.evaluation.runner import family_of, load_meta_agent
     from meta_rl.task_envs.family import resolve_episode_steps
-    from meta_rl.training.checkpoint import locate
 
     if num_train < 2 or num_test < 1:
         raise ValueError(

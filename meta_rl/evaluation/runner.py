@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from meta_rl.checkpoint import locate
 from meta_rl.config import to_dict
 from meta_rl.evaluation.breakdown import (
     breakdown_table,
@@ -56,7 +57,6 @@ from meta_rl.task_envs.family import (
     resolve_episode_steps,
 )
 from meta_rl.task_envs.vector import repeat_per_rollout
-from meta_rl.training.checkpoint import locate
 
 __all__ = [
     "DEFAULT_WANDB_PROJECT",

@@ -45,7 +45,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from meta_rl.cli import JobStopped
+from meta_rl.errors import JobStopped, at_exit
 
 __all__ = [
     "DIGESTS_ENV",
@@ -174,6 +174,7 @@ def init_world(device: torch.device, environ: Mapping[str, str] | None = None) -
             backend, store=_attempt_store(env, timeout), rank=rank, world_size=size, timeout=timeout
         )
     _joined.set()
+    at_exit(exit_process)  # the CLI ends a worker through exit_process
     return World(rank, size, local_rank, backend, comm_device)
 
 
@@ -228,7 +229,7 @@ def exit_process(code: int) -> None:
 @contextlib.contextmanager
 def stop_on_sigterm(world: World) -> Iterator[None]:
     """In a distributed run, SIGTERM (torchrun sends it to every process when one fails) raises
-    :class:`~meta_rl.cli.JobStopped` in this process, so its ``finally`` blocks run (the logger
+    :class:`~meta_rl.errors.JobStopped` in this process, so its ``finally`` blocks run (the logger
     is closed; a checkpoint being written is left out, its temporary file removed).
 
     Once the process is stopping (the first SIGTERM, or a collective that lost a peer), it
@@ -275,7 +276,7 @@ def learn_seed(seed: int, rank: int) -> int:
 
 def _collective(world: World, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
     """Run one collective; a lost peer (gloo and NCCL raise a ``RuntimeError``, e.g.
-    "Connection reset by peer", or time out) raises :class:`~meta_rl.cli.JobStopped`."""
+    "Connection reset by peer", or time out) raises :class:`~meta_rl.errors.JobStopped`."""
     try:
         fn(*args, **kwargs)
     except RuntimeError as e:

@@ -29,8 +29,8 @@ import torch
 from meta_rl.agent.meta_agent import AgentNetworks
 from meta_rl.agent.privileged import PRIVILEGED_MODULES
 from meta_rl.agent.task_model import TrialTensors
+from meta_rl.checkpoint import agent_state_from_payload, load_checkpoint, locate
 from meta_rl.experiment import ExperimentConfig
-from meta_rl.training.checkpoint import agent_state_from_payload, load_checkpoint, locate
 from meta_rl.training.optim import GuardedOptimizer
 from meta_rl.training.ppo_update import sub_beliefs
 from meta_rl.training.rollout import TrialBatch
@@ -71,7 +71,7 @@ class RevealedPolicy:
         key: str = "imitation.expert",
     ) -> RevealedPolicy:
         """The revealed policy at ``where`` (a run directory or checkpoint file, found by
-        :func:`~meta_rl.training.checkpoint.locate`); one that is missing or does not fit
+        :func:`~meta_rl.checkpoint.locate`); one that is missing or does not fit
         this env raises a ``ValueError`` naming ``key`` and what is allowed."""
         try:
             file = locate(where).file

@@ -1,6 +1,6 @@
 """The one place that writes and reads the training state of a run.
 
-A checkpoint's payload (:mod:`meta_rl.training.checkpoint` stores it) holds ``meta`` (format
+A checkpoint's payload (:mod:`meta_rl.checkpoint` stores it) holds ``meta`` (format
 version, config hash, env id, spaces, progress; the width of the true task features
 ``task_dim`` when training read them; a student's ``teacher``: the checkpoint it started
 from), the resolved ``config``, the action bounds, the
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from meta_rl.config import to_dict
-from meta_rl.training.checkpoint import (
+from meta_rl.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     check_compatible,
     load_checkpoint,
 )
+from meta_rl.config import to_dict
 from meta_rl.training.distributed import broadcast_from_main
 from meta_rl.training.optim import Counters
 

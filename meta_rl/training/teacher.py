@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from meta_rl.config import to_dict
-from meta_rl.experiment import config_changes
-from meta_rl.training.checkpoint import (
+from meta_rl.checkpoint import (
     AgentState,
     agent_state_from_payload,
     load_checkpoint,
     locate,
 )
+from meta_rl.config import to_dict
+from meta_rl.experiment import config_changes
 from meta_rl.training.distributed import broadcast_from_main
 
 if TYPE_CHECKING:

@@ -45,8 +45,12 @@ from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.privileged import inference_targets
 from meta_rl.agent.task_model import TrialTensors, final_belief_error
-from meta_rl.cli import JobStopped
+from meta_rl.checkpoint import (
+    CheckpointManager,
+    locate,
+)
 from meta_rl.config import to_dict
+from meta_rl.errors import JobStopped
 from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
 from meta_rl.logging import RunLogger
 from meta_rl.runs import (
@@ -63,10 +67,6 @@ from meta_rl.task_envs.vector import (
     TaskVectorEnvLike,
     make_task_vector_env,
     repeat_per_rollout,
-)
-from meta_rl.training.checkpoint import (
-    CheckpointManager,
-    locate,
 )
 from meta_rl.training.distributed import (
     World,

@@ -51,6 +51,8 @@ from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs import COMMANDED_ID
+from meta_rl.agent.meta_agent import MetaAgent
+from meta_rl.checkpoint import locate
 
 __all__ = [
     "COMMANDED_ID",
@@ -152,9 +154,6 @@ class Commander:
         high: np.ndarray,
         columns: list[int] | None = None,
     ):
-        from meta_rl.agent.meta_agent import MetaAgent
-        from meta_rl.training.checkpoint import locate
-
         path = Path(skill)
         if not path.exists() and not path.is_absolute():
             # The shipped skill from anywhere: relative paths also resolve in the project root.
