@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,20 +202,43 @@ class Located:
     run_dir: Path
 
 
+SEARCH_PATH_VARIABLE = "METARL_PATH"
+"""The environment variable of extra folders (``os.pathsep``-separated) in which a relative
+checkpoint path is also looked for (:func:`search_path`)."""
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The folder that holds the ``meta_rl`` package: in a source checkout, the project root, where
+``pretrained/`` ships."""
+
+
+def search_path() -> list[Path]:
+    """Where a relative checkpoint path that does not exist from the working directory is
+    looked for, in order: each folder of ``$METARL_PATH``, then the project root (so
+    ``pretrained/...``, and a teacher or skill a shipped config names, is found from any
+    working directory; from an installed wheel, point ``METARL_PATH`` at a checkout)."""
+    extra = os.environ.get(SEARCH_PATH_VARIABLE, "")
+    return [Path(d) for d in extra.split(os.pathsep) if d] + [PROJECT_ROOT]
+
+
 def locate(path: str | Path, *, prefer: Literal["best", "latest"] = "best") -> Located:
     """The one place that finds a checkpoint: ``path`` is a checkpoint file, a run directory or
     its ``checkpoints/`` folder; in a folder, ``prefer="best"`` takes ``best.pt`` when there is
-    one (evaluation), else the last ``ckpt_*.pt``; ``"latest"`` takes the last (resume).
+    one (evaluation), else the last ``ckpt_*.pt``; ``"latest"`` takes the last (resume). A
+    relative ``path`` that does not exist from the working directory is looked for in the
+    folders of :func:`search_path`, in order.
 
     Raises :class:`CheckpointNotFound` (a ``CheckpointError`` and a ``FileNotFoundError``) that
     says what was looked for.
     """
     p = Path(path)
+    if not p.exists() and not p.is_absolute():
+        p = next((base / p for base in search_path() if (base / p).exists()), p)
     if not p.exists():
+        places = ", ".join(str(base) for base in search_path())
         raise CheckpointNotFound(
             f"checkpoint {str(p)!r} does not exist: it is not a run directory nor a checkpoint "
-            "file; pass a run directory (runs/<run>) or a checkpoint file "
-            "(runs/<run>/checkpoints/best.pt)"
+            f"file here nor under {places} (${SEARCH_PATH_VARIABLE} adds folders); pass a run "
+            "directory (runs/<run>) or a checkpoint file (runs/<run>/checkpoints/best.pt)"
         )
     if p.is_file():
         file = p

@@ -154,18 +154,15 @@ class Commander:
         high: np.ndarray,
         columns: list[int] | None = None,
     ):
-        path = Path(skill)
-        if not path.exists() and not path.is_absolute():
-            # The shipped skill from anywhere: relative paths also resolve in the project root.
-            in_project = Path(__file__).resolve().parents[2] / path
-            path = in_project if in_project.exists() else path
-        if not path.exists():
+        try:  # found from any working directory through locate's search path
+            file = locate(skill).file
+        except FileNotFoundError as e:
             raise ValueError(
                 f"skill: got {str(skill)!r}, which does not exist; allowed: a run directory or "
                 f"checkpoint of a revealed {_SKILL_ENV} policy (the shipped one: {DEFAULT_SKILL})"
-            )
+            ) from e
         try:
-            agent = MetaAgent.from_checkpoint(locate(path).file, device="cpu")
+            agent = MetaAgent.from_checkpoint(file, device="cpu")
         except (FileNotFoundError, RuntimeError, KeyError) as e:
             raise ValueError(f"skill: {str(skill)!r} holds no loadable checkpoint ({e})") from e
         revealed = bool(agent.env_kwargs.get("reveal_task", False))
