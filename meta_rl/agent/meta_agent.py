@@ -396,6 +396,17 @@ class MetaAgent:
                 generator=self.generator,
             )
 
+    def effective_particles(self) -> np.ndarray | None:
+        """Per sub-environment, the particle posterior's effective number of particles, the
+        exponential of its weights' entropy ``(N,)`` (1: one particle holds all the weight;
+        the bank's size: uniform); None for an agent without a particle posterior."""
+        if self._particles is None:
+            return None
+        with torch.no_grad():
+            logw = torch.log_softmax(self._particles.log_weights, dim=1)
+            entropy = -(logw.exp() * logw).sum(dim=1)
+        return np.asarray(entropy.exp().cpu().numpy(), dtype=np.float64)
+
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)``, within the action space."""
         return self.step(obs, deterministic).env_action
