@@ -27,8 +27,8 @@ RewardOut = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]
 class ArmEnv(gym.Env[np.ndarray, np.ndarray]):
     """Base of the pick-and-place family; see the variants' docstrings for the spec.
 
-    Shared arguments: ``split`` ("train" or "test": where tasks are drawn from when none is
-    pinned), ``reveal_task`` (append goal and object properties to the observation),
+    Shared arguments: ``split`` ("train", "test" or "edge": where tasks are drawn from when none
+    is pinned), ``reveal_task`` (append goal and object properties to the observation),
     ``reward_type`` ("dense" or "sparse"), ``render_mode`` (None or "rgb_array"),
     ``camera_name`` ("front", "side" or "top"), ``width`` and ``height`` of rendered frames,
     ``goal_sector`` (push and pick-place: goals within this many degrees of +x, away from the

@@ -163,12 +163,18 @@ def _as_floats(name: str, value: object, n: int) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """The objects of one split: shape classes and unions of [lo, hi] intervals to draw from."""
+    """The objects of one split: shape classes and unions of [lo, hi] intervals to draw from.
+
+    ``edge_bins`` (empty for train and test): ``(factor, (lo, hi))`` bins, one of which, drawn
+    with equal chances, then replaces that factor's draw by a uniform draw from the bin: one
+    property at a time pushed beyond the other splits, the rest as drawn above.
+    """
 
     shapes: tuple[str, ...]
     size: tuple[tuple[float, float], ...]
     mass: tuple[tuple[float, float], ...]
     friction: tuple[tuple[float, float], ...]
+    edge_bins: tuple[tuple[str, tuple[float, float]], ...] = ()
 
 
 SPLITS: dict[str, SplitSpec] = {
@@ -185,9 +191,28 @@ SPLITS: dict[str, SplitSpec] = {
         mass=((0.02, 0.049), (0.26, 0.4)),
         friction=((0.35, 0.59), (1.21, 1.6)),
     ),
+    # Objects far outside anything seen: one property beyond the test ranges (inside the
+    # physical limits), the others as the test split's.
+    "edge": SplitSpec(
+        shapes=SHAPES,
+        size=((0.016, 0.0199), (0.0281, 0.032)),
+        mass=((0.02, 0.049), (0.26, 0.4)),
+        friction=((0.35, 0.59), (1.21, 1.6)),
+        edge_bins=(
+            ("size", (0.011, 0.015)),
+            ("size", (0.033, 0.038)),
+            ("mass", (0.005, 0.015)),
+            ("mass", (0.4, 0.8)),
+            ("mass", (0.8, 2.0)),
+            ("friction", (0.08, 0.25)),
+            ("friction", (2.0, 3.0)),
+        ),
+    ),
 }
 """The train and test splits (disjoint in size, mass and friction; ``ellipsoid`` and
-``t_block`` only in test)."""
+``t_block`` only in test), and the edge split (issue 28): each object has one property in a bin
+beyond the test ranges (half-width 11-15 or 33-38 mm, mass 5-15 g, 0.4-0.8 or 0.8-2 kg,
+friction 0.08-0.25 or 2-3), the bin drawn with equal chances, the rest as in test."""
 
 
 def _uniform_union(rng: np.random.Generator, intervals: Sequence[tuple[float, float]]) -> float:
@@ -199,7 +224,7 @@ def _uniform_union(rng: np.random.Generator, intervals: Sequence[tuple[float, fl
 
 
 class TaskDistribution:
-    """Samples :class:`Task` objects for one variant from the train or test split.
+    """Samples :class:`Task` objects for one variant from the train, test or edge split.
 
     The object's properties come from :data:`SPLITS`; its initial pose and the goal from the
     variant's workspace regions: reach goals are points in the gripper's reach above the table,
@@ -255,7 +280,7 @@ class TaskDistribution:
         self.splits = SPLITS
 
     def sample(self, n: int, split: str, rng: np.random.Generator) -> list[Task]:
-        """``n`` tasks from ``split`` ("train" or "test"), every draw from ``rng``."""
+        """``n`` tasks from ``split`` ("train", "test" or "edge"), every draw from ``rng``."""
         if split not in self.splits:
             raise ValueError(f"split: got {split!r}; allowed: {', '.join(self.splits)}")
         if not isinstance(n, int) or n < 0:
@@ -267,6 +292,12 @@ class TaskDistribution:
         size = _uniform_union(rng, spec.size)
         mass = _uniform_union(rng, spec.mass)
         friction = _uniform_union(rng, spec.friction)
+        if spec.edge_bins:
+            factor, (lo, hi) = spec.edge_bins[int(rng.integers(len(spec.edge_bins)))]
+            value = float(rng.uniform(lo, hi))
+            size = value if factor == "size" else size
+            mass = value if factor == "mass" else mass
+            friction = value if factor == "friction" else friction
         (x0, x1), (y0, y1) = _OBJECT_XY_REGION
         while True:  # an object pose that leaves room for a goal (always, without a sector)
             xy = (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)))

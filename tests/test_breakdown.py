@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -54,6 +55,22 @@ def test_task_groups_bin_against_the_training_range_or_in_quantiles() -> None:
     quantile = task_groups(TASKS)
     assert [g.split(" (")[0] for g in quantile["friction"]] == ["low", "mid", "high"]
     assert task_groups([object()]) == {}  # tasks without the factors: no breakdown
+
+
+def test_edge_values_are_binned_beyond_the_test_range() -> None:
+    dist = TaskDistribution("pick_place")
+    tasks = [dataclasses.replace(TASKS[0], mass=m) for m in (0.01, 0.03, 0.1, 0.3, 1.5)]
+    groups = task_groups(tasks, train_ranges(dist), train_ranges(dist, "test"))
+    assert [g.split(" (")[0] for g in groups["mass"]] == [
+        "below test",
+        "below train",
+        "in train",
+        "above train",
+        "above test",
+    ]
+    # Without the test split's ranges, values beyond them stay below or above train.
+    plain = task_groups(tasks, train_ranges(dist))
+    assert [g.split(" (")[0] for g in plain["mass"]][::4] == ["below train", "above train"]
 
 
 def test_success_breakdown_matches_a_hand_count() -> None:

@@ -7,7 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from envs.tasks import SHAPE_GEOMETRY, SHAPES, SPLITS, VARIANTS, Task, TaskDistribution
+from envs.tasks import (
+    FRICTION_LIMITS,
+    MASS_LIMITS,
+    SHAPE_GEOMETRY,
+    SHAPES,
+    SIZE_LIMITS,
+    SPLITS,
+    VARIANTS,
+    Task,
+    TaskDistribution,
+)
 
 
 def make_task(**changes: object) -> Task:
@@ -69,6 +79,38 @@ def test_splits_are_disjoint_and_hold_out_shapes() -> None:
         for lo, hi in getattr(test, field):
             for tlo, thi in getattr(train, field):
                 assert hi < tlo or lo > thi, f"{field}: test {lo, hi} overlaps train {tlo, thi}"
+
+
+def test_edge_objects_have_one_property_beyond_the_test_ranges() -> None:
+    """The edge split (issue 28): each object has exactly one of size, mass and friction in one
+    of its edge bins, beyond every train and test value and inside the physical limits, the
+    others as the test split draws them; every bin comes up, about equally often."""
+    edge, test = SPLITS["edge"], SPLITS["test"]
+    tasks = TaskDistribution("pick_place").sample(700, "edge", np.random.default_rng(0))
+    counts = dict.fromkeys(edge.edge_bins, 0)
+    for t in tasks:
+        beyond = [
+            (f, (lo, hi))
+            for f, (lo, hi) in edge.edge_bins
+            if lo <= getattr(t, f) <= hi and not _in(getattr(t, f), getattr(test, f))
+        ]
+        assert len(beyond) == 1, t
+        counts[beyond[0]] += 1
+        for f in {"size", "mass", "friction"} - {beyond[0][0]}:
+            assert _in(getattr(t, f), getattr(test, f))
+    assert min(counts.values()) > 70  # 100 expected per bin
+    limits = {"size": SIZE_LIMITS, "mass": MASS_LIMITS, "friction": FRICTION_LIMITS}
+    for factor, (lo, hi) in edge.edge_bins:
+        for spec in (SPLITS["train"], test):  # at most touching a range's end
+            assert all(hi <= a or lo >= b for a, b in getattr(spec, factor)), factor
+        assert limits[factor][0] <= lo < hi <= limits[factor][1]
+    # Train and test draws are as before the edge split existed (it draws after them).
+    first = TaskDistribution("pick_place").sample(1, "test", np.random.default_rng(5))[0]
+    assert (first.shape, round(first.size, 6), round(first.mass, 6)) == (
+        "ellipsoid",
+        0.03011,
+        0.26755,
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -16,7 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Which sampled task (the same numbering as eval.json; default 0).",
     )
     parser.add_argument(
-        "--split", choices=("train", "test"), default=None, help="Task split (default: test)."
+        "--split",
+        choices=("train", "test", "edge"),
+        default=None,
+        help="Task split (default: test).",
     )
     parser.add_argument(
         "--episode",

@@ -4,9 +4,10 @@ A user sees which unseen objects fail and whether adaptation fixes them (episode
 Works on any task with the fields ``shape`` (a string) and numeric ``size``, ``mass``,
 ``friction``; factors a task lacks are left out. Numeric factors are binned against the training
 range when the env's task distribution states it (``splits["train"].<factor>``: ranges as
-``((lo, hi), ...)``, as ``envs.tasks.SPLITS``): ``below train``, ``in train``, ``above train``;
-otherwise in three quantile bins of the evaluated tasks. Each label carries the value range of
-its tasks.
+``((lo, hi), ...)``, as ``envs.tasks.SPLITS``): ``below train``, ``in train``, ``above train``,
+and, given the test split's ranges too, ``below test`` and ``above test`` for values beyond
+those (the edge split); otherwise in three quantile bins of the evaluated tasks. Each label
+carries the value range of its tasks.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ FACTORS = ("shape", "size", "mass", "friction")
 _NUMERIC = ("size", "mass", "friction")
 
 
-def train_ranges(task_distribution: Any) -> dict[str, tuple[float, float]]:
-    """``factor -> (lo, hi)`` of the train split, when the distribution states it (else ``{}``)."""
+def train_ranges(task_distribution: Any, split: str = "train") -> dict[str, tuple[float, float]]:
+    """``factor -> (lo, hi)`` of ``split`` (the train split by default), when the distribution
+    states it (else ``{}``)."""
     splits = getattr(task_distribution, "splits", None)
-    train = splits.get("train") if isinstance(splits, Mapping) else None
+    train = splits.get(split) if isinstance(splits, Mapping) else None
     out: dict[str, tuple[float, float]] = {}
     for name in _NUMERIC:
         ranges = getattr(train, name, None)
@@ -53,7 +55,16 @@ def train_ranges(task_distribution: Any) -> dict[str, tuple[float, float]]:
     return out
 
 
-_BIN_ORDER = ("below train", "in train", "above train", "low", "mid", "high")
+_BIN_ORDER = (
+    "below test",
+    "below train",
+    "in train",
+    "above train",
+    "above test",
+    "low",
+    "mid",
+    "high",
+)
 
 
 def _group_key(label: str) -> tuple[int, str]:
@@ -67,10 +78,13 @@ def _fmt(v: float) -> str:
 
 
 def task_groups(
-    tasks: Sequence[Any], ranges: Mapping[str, tuple[float, float]] | None = None
+    tasks: Sequence[Any],
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    test_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, list[str]]:
-    """``factor -> one group label per task`` for the factors every task has."""
-    ranges = ranges or {}
+    """``factor -> one group label per task`` for the factors every task has; ``ranges`` are
+    the train split's, ``test_ranges`` (optional) the test split's."""
+    ranges, test_ranges = ranges or {}, test_ranges or {}
     out: dict[str, list[str]] = {}
     shapes = [getattr(t, "shape", None) for t in tasks]
     if tasks and all(isinstance(s, str) for s in shapes):
@@ -82,8 +96,19 @@ def task_groups(
         values = np.asarray(raw, dtype=float)
         if name in ranges:
             lo, hi = ranges[name]
-            bins = np.where(values < lo, 0, np.where(values > hi, 2, 1))
-            names = ("below train", "in train", "above train")
+            tlo, thi = test_ranges.get(name, (-np.inf, np.inf))
+            bins = np.select(
+                [values < min(lo, tlo), values < lo, values <= hi, values <= max(hi, thi)],
+                [0, 1, 2, 3],
+                4,
+            )
+            names: tuple[str, ...] = (
+                "below test",
+                "below train",
+                "in train",
+                "above train",
+                "above test",
+            )
         else:
             edges = np.quantile(values, [1 / 3, 2 / 3])
             bins = np.searchsorted(edges, values, side="right")

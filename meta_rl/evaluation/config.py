@@ -20,8 +20,10 @@ class EvalConfig(Config):
         "Environment the checkpoint must have been trained on; null accepts the checkpoint's "
         "own. A checkpoint or baseline of another environment is refused.",
     )
-    split: Literal["train", "test"] = param(
-        "test", "Task split to evaluate on (test: unseen objects)."
+    split: Literal["train", "test", "edge"] = param(
+        "test",
+        "Task split to evaluate on (test: unseen objects; edge: objects with one property "
+        "beyond the test ranges, for families that have it, as the metarl/ ones).",
     )
     num_tasks: int = param(10, "M: tasks sampled from the split.", ge=1)
     num_seeds: int = param(

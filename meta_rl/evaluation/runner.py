@@ -153,7 +153,10 @@ def _evaluate_methods(
     )
     trial_tasks = tasks * cfg.num_seeds
     num_trials = len(trial_tasks)
-    groups = task_groups(tasks, _train_ranges(bare_id, {**base_kwargs, "split": cfg.split}))
+    split_kwargs = {**base_kwargs, "split": cfg.split}
+    groups = task_groups(
+        tasks, _train_ranges(bare_id, split_kwargs), _train_ranges(bare_id, split_kwargs, "test")
+    )
 
     summaries = []
     for method in methods:
@@ -322,11 +325,14 @@ def _evaluate_methods(
     return report
 
 
-def _train_ranges(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    """The train split's size, mass and friction ranges, when the family states them."""
+def _train_ranges(
+    env_id: str, env_kwargs: Mapping[str, Any], split: str = "train"
+) -> dict[str, tuple[float, float]]:
+    """A split's size, mass and friction ranges (the train split's by default), when the family
+    states them."""
     env = make_env(env_id, **env_kwargs)
     try:
-        return train_ranges(find_task_env(env, env_id).task_distribution)
+        return train_ranges(find_task_env(env, env_id).task_distribution, split)
     finally:
         env.close()
 

@@ -20,6 +20,7 @@ ablations (training the agent's variants and comparing them) are
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -233,9 +234,9 @@ def bench_meta_update(
     trainers = {name: Trainer(c, Path(run_dir) / name, None) for name, c in variants.items()}
     try:
         batch = trainers["maml"].collect()
-        trainers["plain"].agent.inner_batches = {}  # never adapts: the plain objective
-        for name in ("maml", "maml_first_order"):
-            trainers[name].agent.inner_batches = trainers["maml"].agent.inner_batches
+        # The same trials; the plain objective replays no inner step.
+        batches = {name: batch for name in trainers}
+        batches["plain"] = dataclasses.replace(batch, inner_batches={})
         adv, ret = trainers["maml"].advantages(batch)
         idx = torch.arange(batch.rewards.shape[1], device=adv.device)
         times: dict[str, list[float]] = {name: [] for name in trainers}
@@ -243,8 +244,8 @@ def bench_meta_update(
             for name, trainer in trainers.items():
                 trainer.networks.train()
                 start = time.perf_counter()
-                terms = trainer.maml_loss(batch, adv, ret, idx)
-                trainer.ppo_opt.zero_grad(set_to_none=True)
+                terms = trainer.maml_loss(batches[name], adv, ret, idx)
+                trainer.state.ppo_opt.zero_grad(set_to_none=True)
                 terms.total.backward()
                 if adv.is_cuda:
                     torch.cuda.synchronize()

@@ -2,11 +2,11 @@
 
 For each epoch and each minibatch of whole trials (the inner loss needs a task's whole episode):
 start from the meta-parameters, evaluate the policy on episode 0, adapt on the batch the agent
-adapted on after episode 0 (``agent.inner_batches``; with the graph unless ``maml.first_order``),
-evaluate episode 1 with the adapted parameters, and so on. The clipped PPO loss over all episodes
-(old log-probs: what the agent acted with), plus the value loss, is back-propagated into the
-policy's meta-parameters, the Meta-SGD step sizes and (``encoder.rl_gradients``) the encoder.
-The critic is not adapted.
+adapted on after episode 0 (``TrialBatch.inner_batches``; with the graph unless
+``maml.first_order``), evaluate episode 1 with the adapted parameters, and so on. The clipped
+PPO loss over all episodes (old log-probs: what the agent acted with), plus the value loss, is
+back-propagated into the policy's meta-parameters, the Meta-SGD step sizes and
+(``encoder.rl_gradients``) the encoder. The critic is not adapted.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def maml_update(
 ) -> dict[str, float]:
     """``ppo.epochs`` epochs over minibatches of tasks of :func:`maml_loss` steps.
 
-    ``agent`` collected ``batch`` (its ``inner_batches`` are the batches it adapted on);
+    ``agent`` collected ``batch`` (``batch.inner_batches`` are the batches it adapted on);
     ``reward_scale`` (the return scaler's) puts the inner loss's rewards on the critic's scale.
     Logs the inner loss before and after one adaptation and the mean step sizes. In a
     distributed run (``guard.world``) each rank's minibatches are tasks of its own share; the
@@ -61,7 +61,7 @@ def maml_update(
     assert maml is not None
     n = batch.rewards.shape[1] // cfg.maml.rollouts_per_task  # tasks
     stats: dict[str, list[float]] = {}
-    stats.update(inner_loss_stats(agent, maml, n))
+    stats.update(inner_loss_stats(agent, maml, batch, n))
     nets.inner_reward_scale.fill_(reward_scale)
     reduce = advantage_reduce(guard)
     for _ in range(cfg.ppo.epochs):
@@ -93,7 +93,7 @@ def maml_loss(
 
     ``idx`` are tasks: with ``maml.rollouts_per_task`` m, task i's trials are the
     sub-environments ``i * m`` to ``i * m + m - 1``. ``adv``/``ret`` are ``(T, N)``; the inner
-    batches are those ``agent`` adapted on while collecting ``batch`` (``agent.inner_batches``,
+    batches are those ``agent`` adapted on while collecting ``batch`` (``batch.inner_batches``,
     one row per task). ``trials`` (the batch's
     :meth:`~meta_rl.training.rollout.TrialBatch.trial_tensors`) recomputes the beliefs with the
     encoder's graph (``encoder.rl_gradients``); None uses the recorded ones. ``reduce``
@@ -103,7 +103,7 @@ def maml_loss(
     maml, inner_loss = nets.maml, agent.inner_loss
     if maml is None or inner_loss is None:
         raise ValueError("maml.enabled: the MAML outer loss needs maml.enabled=true")
-    inner = agent.inner_batches
+    inner = batch.inner_batches
     episodes = cfg.env.episodes_per_trial
     steps = batch.rewards.shape[0] // episodes
     model = torch.func.vmap(functional_model(nets.policy))
@@ -140,9 +140,12 @@ def maml_loss(
     return ppo_loss_from_output(out, mb, cfg.ppo, policy_mask=policy_mask, reduce=reduce)
 
 
-def inner_loss_stats(agent: MetaAgent, maml: MetaSGD, num_tasks: int) -> dict[str, list[float]]:
-    """The inner loss on the first adapted episode before and after adapting on it."""
-    inner, loss_fn = agent.inner_batches, agent.inner_loss
+def inner_loss_stats(
+    agent: MetaAgent, maml: MetaSGD, batch: TrialBatch, num_tasks: int
+) -> dict[str, list[float]]:
+    """The inner loss on the first adapted episode of ``batch`` before and after adapting on
+    it."""
+    inner, loss_fn = batch.inner_batches, agent.inner_loss
     if 0 not in inner or loss_fn is None:
         return {}
     with torch.no_grad():

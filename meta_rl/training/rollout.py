@@ -10,7 +10,7 @@ error) is followed by Gymnasium's next-step autoreset, whose step is recorded wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,9 @@ class TrialBatch:
     episode_success_final: np.ndarray
     task_features: torch.Tensor | None = None
     info_gain: torch.Tensor | None = None
+    inner_batches: dict[int, Any] = field(default_factory=dict)
+    """MAML: episode k -> the batch the policy adapted on after it (one row per task), as the
+    agent adapted while collecting; the outer loss replays those steps. Empty without MAML."""
 
     @property
     def env_steps(self) -> int:
@@ -159,4 +162,5 @@ def collect_trials(
         episode_returns=outcome.returns.T.copy(),
         episode_success=outcome.success.T.copy(),
         episode_success_final=outcome.success_final.T.copy(),
+        inner_batches=dict(agent.inner_batches),
     )

@@ -1,4 +1,5 @@
-"""The one place that writes and reads the training state of a run.
+"""The training state of a run, one object (:class:`TrainingState`), and the one place that
+writes and reads it.
 
 A checkpoint's payload (:mod:`meta_rl.checkpoint` stores it) holds ``meta`` (format
 version, config hash, env id, spaces, progress; the width of the true task features
@@ -20,12 +21,16 @@ fresh streams of ``(seed, rank, iteration)``; ``train()`` says so and records it
 from __future__ import annotations
 
 import time
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from meta_rl.agent.meta_agent import AgentNetworks
 from meta_rl.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -33,99 +38,211 @@ from meta_rl.checkpoint import (
     load_checkpoint,
 )
 from meta_rl.config import to_dict
-from meta_rl.training.distributed import broadcast_from_main
+from meta_rl.experiment import ExperimentConfig, config_hash
+from meta_rl.training.distributed import World, broadcast_from_main, learn_seed
 from meta_rl.training.optim import Counters
+from meta_rl.training.ppo import ReturnScaler
 
-if TYPE_CHECKING:
-    from meta_rl.training.trainer import Trainer
+__all__ = ["TrainingState"]
 
-__all__ = ["restore_training_state", "training_payload"]
-
-
-def training_payload(trainer: Trainer) -> dict[str, Any]:
-    """Everything a checkpoint of ``trainer`` holds."""
-    c = trainer.counters
-    payload: dict[str, Any] = {
-        "meta": {
-            "format_version": FORMAT_VERSION,
-            "config_hash": trainer.config_hash,
-            "env_id": trainer.cfg.env.id,
-            "obs_shape": list(trainer.obs_shape),
-            "action_shape": list(trainer.action_shape),
-            "iteration": c.iteration,
-            "env_steps": c.env_steps,
-            "created": time.time(),
-        },
-        "config": to_dict(trainer.cfg),
-        "action_low": trainer.action_low.tolist(),
-        "action_high": trainer.action_high.tolist(),
-        "networks": {k: v.detach().cpu() for k, v in trainer.networks.state_dict().items()},
-        "trainer": {
-            "ppo_opt": trainer.ppo_opt.state_dict(),
-            "elbo_opt": trainer.elbo_opt.state_dict(),
-            "np_rng": trainer.np_rng.bit_generator.state,
-            "act_gen": trainer.act_gen.get_state(),
-            "learn_gen": trainer.learn_gen.get_state(),
-            "scaler": trainer.scaler.state_dict(),
-            "counters": {f.name: getattr(c, f.name) for f in fields(c)},
-        },
-    }
-    if trainer.reward_opt is not None:
-        payload["trainer"]["reward_opt"] = trainer.reward_opt.state_dict()
-    if trainer.task_dim is not None:
-        payload["meta"]["task_dim"] = trainer.task_dim
-    if trainer.teacher_source is not None:
-        payload["meta"]["teacher"] = dict(trainer.teacher_source)
-    if trainer.expert is not None:
-        payload["meta"]["expert"] = dict(trainer.expert.source)
-    world = trainer.world
-    if world.distributed:
-        payload["meta"]["world_size"] = world.size
-        payload["trainer"]["rank_learn_gens"] = list(trainer.rank_learn_gens)
-    return payload
+Moments = Callable[[np.ndarray], "tuple[float, float, int] | None"]
 
 
-def restore_training_state(trainer: Trainer, path: Path) -> None:
-    """Load checkpoint ``path`` into ``trainer``; a checkpoint of another config, env id or
-    spaces, or one that does not fit, raises :class:`CheckpointError` that says which.
+@dataclass(eq=False)
+class TrainingState:
+    """Everything a run carries from one iteration to the next, which is all its checkpoints
+    hold: the networks, the optimisers (PPO's or imitation's, the ELBO's, the reward model's)
+    and the parameters each steps, the return scaler, the counters and every generator, with
+    what identifies the run (config, its hash, the spaces, the width of the true task features
+    a training loss reads) and where a student's or imitator's policy came from.
 
-    Sets ``trainer.checkpoint_world_size`` (the processes of the run that wrote it)."""
-    world = trainer.world
-    payload = broadcast_from_main(world, lambda: load_checkpoint(path))
-    check_compatible(
-        payload,
-        config_hash=trainer.config_hash,
-        env_id=trainer.cfg.env.id,
-        obs_shape=trainer.obs_shape,
-        action_shape=trainer.action_shape,
-        path=path,
-        config=to_dict(trainer.cfg),
-    )
-    try:
-        trainer.networks.load_state_dict(payload["networks"])
-        tr = payload["trainer"]
-        trainer.ppo_opt.load_state_dict(tr["ppo_opt"])
-        trainer.elbo_opt.load_state_dict(tr["elbo_opt"])
-        if trainer.reward_opt is not None:
-            trainer.reward_opt.load_state_dict(tr["reward_opt"])
-        trainer.np_rng.bit_generator.state = tr["np_rng"]
-        trainer.act_gen.set_state(tr["act_gen"])
-        saved_world = int(payload["meta"].get("world_size", 1))
-        trainer.checkpoint_world_size = saved_world
-        if saved_world == world.size and world.size > 1:
-            trainer.learn_gen.set_state(tr["rank_learn_gens"][world.rank])
-        elif world.rank == 0:
-            trainer.learn_gen.set_state(tr["learn_gen"])
-        else:
-            seq = np.random.SeedSequence(
-                [trainer.cfg.train.seed, 2, world.rank, int(payload["meta"]["iteration"])]
-            )
-            trainer.learn_gen.manual_seed(int(seq.generate_state(1)[0]))
-        trainer.scaler.load_state_dict(tr["scaler"])
-        trainer.teacher_source = payload["meta"].get("teacher")
-        counters = Counters(**tr["counters"])
-        for f in fields(counters):
-            # In place: the optimisers' guards share this object.
-            setattr(trainer.counters, f.name, getattr(counters, f.name))
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be restored: {e}") from e
+    The trainer, resume (:meth:`restore`), a student's start from its teacher
+    (:func:`~meta_rl.training.teacher.start_from_teacher`) and torchrun read and write the
+    state here; :meth:`payload` is a checkpoint's content.
+    """
+
+    cfg: ExperimentConfig
+    networks: AgentNetworks
+    ppo_params: list[nn.Parameter]
+    ppo_opt: torch.optim.Optimizer
+    """The policy's optimiser: PPO's, or the imitation step's (``train.algorithm: dagger``)."""
+    elbo_params: list[nn.Parameter]
+    elbo_opt: torch.optim.Optimizer
+    reward_params: list[nn.Parameter]
+    reward_opt: torch.optim.Optimizer | None
+    """The particle posterior's models' (``privileged.hypotheses: particles``), else None."""
+    scaler: ReturnScaler
+    counters: Counters
+    np_rng: np.random.Generator
+    """The task draws (the same stream on every rank)."""
+    act_gen: torch.Generator
+    """The exploration noise (the same stream on every rank, each taking its rows)."""
+    learn_gen: torch.Generator
+    """The learner's draws (minibatches, ELBO samples): the rank's own."""
+    obs_shape: tuple[int, ...]
+    action_shape: tuple[int, ...]
+    action_low: np.ndarray
+    action_high: np.ndarray
+    task_dim: int | None
+    """The width of the true task features, when a training loss reads them (never the agent)."""
+    config_hash: str
+    rank_learn_gens: list[torch.Tensor]
+    """Every rank's learner generator state at the last check (saved by a distributed run)."""
+    checkpoint_world_size: int | None = None
+    """The processes of the run that wrote the checkpoint this run resumed from."""
+    teacher_source: dict[str, object] | None = None
+    """A student's teacher: the checkpoint it started from."""
+    expert_source: dict[str, object] | None = None
+    """What DAgger imitates (``train.algorithm: dagger``): the expert's checkpoint."""
+
+    @classmethod
+    def fresh(
+        cls,
+        cfg: ExperimentConfig,
+        *,
+        device: torch.device,
+        rank: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        task_dim: int | None,
+        return_moments: Moments | None,
+    ) -> TrainingState:
+        """The state of a run before its first iteration: networks initialised from
+        ``train.seed``, fresh optimisers, the generators' streams for this ``rank``."""
+        seed = cfg.train.seed
+        obs_dim, act_dim = int(np.prod(obs_shape)), int(np.prod(action_shape))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nets = AgentNetworks(obs_dim, act_dim, cfg, task_dim).to(device)
+        np_rng = np.random.default_rng(seed)
+        act_gen = torch.Generator().manual_seed(seed + 1)
+        learn_gen = torch.Generator().manual_seed(learn_seed(seed, rank))
+        ppo_params = list(nets.policy.parameters())
+        if cfg.encoder.rl_gradients:
+            ppo_params += list(nets.encoder.parameters())
+        if nets.maml is not None:
+            ppo_params += list(nets.maml.parameters())  # the step sizes (none when fixed)
+        if nets.privileged_critic is not None:
+            ppo_params += list(nets.privileged_critic.parameters())
+        policy_lr = cfg.imitation.lr if cfg.train.algorithm == "dagger" else cfg.ppo.lr
+        elbo_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
+        if nets.task_head is not None:
+            elbo_params += list(nets.task_head.parameters())
+        reward_params: list[nn.Parameter] = []
+        reward_opt = None
+        if nets.reward_model is not None:
+            reward_params = list(nets.reward_model.parameters())
+            if nets.observation_model is not None:
+                reward_params += list(nets.observation_model.parameters())
+            reward_opt = torch.optim.Adam(reward_params, lr=cfg.privileged.reward_model_lr)
+        return cls(
+            cfg=cfg,
+            networks=nets,
+            ppo_params=ppo_params,
+            ppo_opt=torch.optim.Adam(ppo_params, lr=policy_lr, eps=1e-5),
+            elbo_params=elbo_params,
+            elbo_opt=torch.optim.Adam(elbo_params, lr=cfg.task_model.lr),
+            reward_params=reward_params,
+            reward_opt=reward_opt,
+            scaler=ReturnScaler(
+                cfg.ppo.gamma, enabled=cfg.ppo.normalize_rewards, moments=return_moments
+            ),
+            counters=Counters(),
+            np_rng=np_rng,
+            act_gen=act_gen,
+            learn_gen=learn_gen,
+            obs_shape=obs_shape,
+            action_shape=action_shape,
+            action_low=action_low,
+            action_high=action_high,
+            task_dim=task_dim,
+            config_hash=config_hash(cfg),
+            rank_learn_gens=[learn_gen.get_state()],
+        )
+
+    def payload(self, world: World) -> dict[str, Any]:
+        """Everything a checkpoint of this state holds (``world``: the processes that write
+        it; a distributed run also saves every rank's learner generator)."""
+        c = self.counters
+        payload: dict[str, Any] = {
+            "meta": {
+                "format_version": FORMAT_VERSION,
+                "config_hash": self.config_hash,
+                "env_id": self.cfg.env.id,
+                "obs_shape": list(self.obs_shape),
+                "action_shape": list(self.action_shape),
+                "iteration": c.iteration,
+                "env_steps": c.env_steps,
+                "created": time.time(),
+            },
+            "config": to_dict(self.cfg),
+            "action_low": self.action_low.tolist(),
+            "action_high": self.action_high.tolist(),
+            "networks": {k: v.detach().cpu() for k, v in self.networks.state_dict().items()},
+            "trainer": {
+                "ppo_opt": self.ppo_opt.state_dict(),
+                "elbo_opt": self.elbo_opt.state_dict(),
+                "np_rng": self.np_rng.bit_generator.state,
+                "act_gen": self.act_gen.get_state(),
+                "learn_gen": self.learn_gen.get_state(),
+                "scaler": self.scaler.state_dict(),
+                "counters": {f.name: getattr(c, f.name) for f in fields(c)},
+            },
+        }
+        if self.reward_opt is not None:
+            payload["trainer"]["reward_opt"] = self.reward_opt.state_dict()
+        if self.task_dim is not None:
+            payload["meta"]["task_dim"] = self.task_dim
+        if self.teacher_source is not None:
+            payload["meta"]["teacher"] = dict(self.teacher_source)
+        if self.expert_source is not None:
+            payload["meta"]["expert"] = dict(self.expert_source)
+        if world.distributed:
+            payload["meta"]["world_size"] = world.size
+            payload["trainer"]["rank_learn_gens"] = list(self.rank_learn_gens)
+        return payload
+
+    def restore(self, path: Path, world: World) -> None:
+        """Load checkpoint ``path`` into this state (every rank from rank 0's reading); a
+        checkpoint of another config, env id or spaces, or one that does not fit, raises
+        :class:`CheckpointError` that says which. Sets ``checkpoint_world_size``."""
+        payload = broadcast_from_main(world, lambda: load_checkpoint(path))
+        check_compatible(
+            payload,
+            config_hash=self.config_hash,
+            env_id=self.cfg.env.id,
+            obs_shape=self.obs_shape,
+            action_shape=self.action_shape,
+            path=path,
+            config=to_dict(self.cfg),
+        )
+        try:
+            self.networks.load_state_dict(payload["networks"])
+            tr = payload["trainer"]
+            self.ppo_opt.load_state_dict(tr["ppo_opt"])
+            self.elbo_opt.load_state_dict(tr["elbo_opt"])
+            if self.reward_opt is not None:
+                self.reward_opt.load_state_dict(tr["reward_opt"])
+            self.np_rng.bit_generator.state = tr["np_rng"]
+            self.act_gen.set_state(tr["act_gen"])
+            saved_world = int(payload["meta"].get("world_size", 1))
+            self.checkpoint_world_size = saved_world
+            if saved_world == world.size and world.size > 1:
+                self.learn_gen.set_state(tr["rank_learn_gens"][world.rank])
+            elif world.rank == 0:
+                self.learn_gen.set_state(tr["learn_gen"])
+            else:
+                seq = np.random.SeedSequence(
+                    [self.cfg.train.seed, 2, world.rank, int(payload["meta"]["iteration"])]
+                )
+                self.learn_gen.manual_seed(int(seq.generate_state(1)[0]))
+            self.scaler.load_state_dict(tr["scaler"])
+            self.teacher_source = payload["meta"].get("teacher")
+            counters = Counters(**tr["counters"])
+            for f in fields(counters):
+                # In place: the optimisers' guards share this object.
+                setattr(self.counters, f.name, getattr(counters, f.name))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {str(path)!r} cannot be restored: {e}") from e

@@ -24,7 +24,7 @@ belief (its uncertainty, say) from there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,10 +37,8 @@ from meta_rl.checkpoint import (
 )
 from meta_rl.config import to_dict
 from meta_rl.experiment import config_changes
-from meta_rl.training.distributed import broadcast_from_main
-
-if TYPE_CHECKING:
-    from meta_rl.training.trainer import Trainer
+from meta_rl.training.distributed import World, broadcast_from_main
+from meta_rl.training.state import TrainingState
 
 __all__ = ["TEACHER_MATCHING_KEYS", "start_from_teacher"]
 
@@ -54,14 +52,15 @@ TEACHER_MATCHING_KEYS = (
 so must every ``env.kwargs`` key but ``reveal_task`` (the same env, the same rewards)."""
 
 
-def start_from_teacher(trainer: Trainer) -> dict[str, Any]:
-    """Start ``trainer``'s student networks and return scaler from ``privileged.teacher``;
+def start_from_teacher(state: TrainingState, world: World) -> dict[str, Any]:
+    """Start a student run's networks and return scaler (``state``) from ``privileged.teacher``
+    (every rank from rank 0's reading);
     returns where they came from (the checkpoint file, its iteration, env steps and config
     hash). A teacher that is missing or does not fit raises a ``ValueError`` that names
     ``privileged.teacher`` and what is allowed."""
-    cfg, nets = trainer.cfg, trainer.networks
+    cfg, nets = state.cfg, state.networks
     where = cfg.privileged.teacher
-    assert where is not None and trainer.task_dim is not None and nets.task_head is not None
+    assert where is not None and state.task_dim is not None and nets.task_head is not None
 
     def read() -> tuple[Path, dict[str, Any]]:
         try:
@@ -70,10 +69,10 @@ def start_from_teacher(trainer: Trainer) -> dict[str, Any]:
         except (ValueError, FileNotFoundError) as e:  # CheckpointError, CheckpointNotFound
             raise ValueError(f"privileged.teacher: {e}") from e
 
-    file, payload = broadcast_from_main(trainer.world, read)
+    file, payload = broadcast_from_main(world, read)
     teacher = agent_state_from_payload(payload, file)
-    _check_fits(teacher, trainer, file)
-    obs_dim, task_dim = nets.obs_dim, trainer.task_dim
+    _check_fits(teacher, state, file)
+    obs_dim, task_dim = nets.obs_dim, state.task_dim
     try:
         with torch.no_grad():
             for name, p in nets.policy.named_parameters():
@@ -92,7 +91,7 @@ def start_from_teacher(trainer: Trainer) -> dict[str, Any]:
                 first = mlp[0]
                 assert isinstance(first, nn.Linear)
                 _fold_constant_inputs(first, obs_dim + task_dim, prior)
-        trainer.scaler.load_state_dict(payload["trainer"]["scaler"])
+        state.scaler.load_state_dict(payload["trainer"]["scaler"])
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise ValueError(
             f"privileged.teacher: the checkpoint {str(file)!r} cannot start this student: {e}"
@@ -113,11 +112,11 @@ def _fold_constant_inputs(layer: nn.Linear, start: int, value: torch.Tensor) -> 
     layer.weight[:, start:] = 0.0
 
 
-def _check_fits(teacher: AgentState, trainer: Trainer, file: Path) -> None:
+def _check_fits(teacher: AgentState, state: TrainingState, file: Path) -> None:
     """Refuse a teacher that this student cannot take over, saying why and what would fit."""
-    cfg, tcfg = trainer.cfg, teacher.config
-    nets = trainer.networks
-    assert trainer.task_dim is not None
+    cfg, tcfg = state.cfg, teacher.config
+    nets = state.networks
+    assert state.task_dim is not None
     prefix = f"privileged.teacher: the teacher {str(file)!r}"
     if tcfg.env.id != cfg.env.id:
         raise ValueError(
@@ -130,12 +129,12 @@ def _check_fits(teacher: AgentState, trainer: Trainer, file: Path) -> None:
             f"{tcfg.maml.enabled}; allowed: a revealed-task policy, trained with "
             "env.kwargs.reveal_task=true encoder.use_context=false (and MAML off)"
         )
-    want = nets.obs_dim + trainer.task_dim
+    want = nets.obs_dim + state.task_dim
     if teacher.obs_dim != want or teacher.action_dim != nets.action_dim:
         raise ValueError(
             f"{prefix} has observations of width {teacher.obs_dim} and actions of "
             f"{teacher.action_dim}; allowed: observations of this run's width plus the task "
-            f"features ({nets.obs_dim} + {trainer.task_dim} = {want}) and actions of "
+            f"features ({nets.obs_dim} + {state.task_dim} = {want}) and actions of "
             f"{nets.action_dim}: train the teacher on this env with env.kwargs.reveal_task=true "
             "(and the other env.kwargs as here), this run with it false"
         )

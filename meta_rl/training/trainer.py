@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from meta_rl.agent.advantages import compute_gae
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
@@ -51,7 +52,7 @@ from meta_rl.checkpoint import (
 )
 from meta_rl.config import to_dict
 from meta_rl.errors import JobStopped
-from meta_rl.experiment import ExperimentConfig, config_hash, resolve_device
+from meta_rl.experiment import ExperimentConfig, resolve_device
 from meta_rl.logging import RunLogger
 from meta_rl.runs import (
     check_fresh_run_dir,
@@ -78,7 +79,6 @@ from meta_rl.training.distributed import (
     finish,
     global_moments,
     init_world,
-    learn_seed,
     reduce_metrics,
     stop_on_sigterm,
 )
@@ -86,7 +86,7 @@ from meta_rl.training.elbo_update import elbo_update
 from meta_rl.training.imitation import RevealedPolicy, imitation_update
 from meta_rl.training.maml_update import maml_loss, maml_update
 from meta_rl.training.optim import Counters, GuardedOptimizer
-from meta_rl.training.ppo import PPOTerms, ReturnScaler
+from meta_rl.training.ppo import PPOTerms
 from meta_rl.training.ppo_update import ppo_update
 from meta_rl.training.privileged import (
     InferenceErrors,
@@ -96,14 +96,16 @@ from meta_rl.training.privileged import (
     task_inference_errors,
 )
 from meta_rl.training.rollout import TrialBatch, collect_trials
-from meta_rl.training.state import restore_training_state, training_payload
+from meta_rl.training.state import TrainingState
 from meta_rl.training.teacher import start_from_teacher
 
 __all__ = ["Trainer", "train"]
 
 
 class Trainer:
-    """Owns the networks, optimisers, generators, envs and logger of one run."""
+    """Runs the iterations of one run: its envs, its acting agent, the guarded optimiser steps
+    and the updates, over its :class:`~meta_rl.training.state.TrainingState` (``state``: the
+    networks, optimisers, generators and counters, all a checkpoint holds)."""
 
     def __init__(
         self,
@@ -163,11 +165,9 @@ class Trainer:
             raise
         obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
         assert obs_space.shape is not None and act_space.shape is not None
-        self.obs_shape = tuple(int(s) for s in obs_space.shape)
-        self.action_shape = tuple(int(s) for s in act_space.shape)
-        self.action_low = np.asarray(act_space.low, dtype=np.float32)  # type: ignore[attr-defined]
-        self.action_high = np.asarray(act_space.high, dtype=np.float32)  # type: ignore[attr-defined]
-        obs_dim, act_dim = int(np.prod(self.obs_shape)), int(np.prod(self.action_shape))
+        obs_shape = tuple(int(s) for s in obs_space.shape)
+        action_shape = tuple(int(s) for s in act_space.shape)
+        obs_dim, act_dim = int(np.prod(obs_shape)), int(np.prod(action_shape))
 
         # Held-out tasks are fixed for the run and drawn from their own seed stream.
         self.eval_tasks = repeat_per_rollout(
@@ -180,88 +180,51 @@ class Trainer:
         )
         # The width of the true task features, when a training loss reads them (never the agent).
         reads_features = cfg.privileged.enabled or cfg.train.algorithm == "dagger"
-        self.task_dim = int(task_features(self.eval_tasks[:1]).shape[1]) if reads_features else None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.networks = AgentNetworks(obs_dim, act_dim, cfg, self.task_dim).to(self.device)
-        self.np_rng = np.random.default_rng(seed)
-        # The task draws (np_rng) and the exploration noise (act_gen) are the same streams on
-        # every rank, each taking its rows; the learner's draws are the rank's own.
-        self.act_gen = torch.Generator().manual_seed(seed + 1)
-        self.learn_gen = torch.Generator().manual_seed(learn_seed(seed, world.rank))
+        task_dim = int(task_features(self.eval_tasks[:1]).shape[1]) if reads_features else None
+        self.state = TrainingState.fresh(
+            cfg,
+            device=self.device,
+            rank=world.rank,
+            obs_shape=obs_shape,
+            action_shape=action_shape,
+            action_low=np.asarray(act_space.low, dtype=np.float32),  # type: ignore[attr-defined]
+            action_high=np.asarray(act_space.high, dtype=np.float32),  # type: ignore[attr-defined]
+            task_dim=task_dim,
+            return_moments=self._return_moments if world.distributed else None,
+        )
+        state = self.state
         self.eval_seed = int(np.random.default_rng([seed, 104729]).integers(2**31 - 1))
         self.agent = MetaAgent(
-            self.networks,
+            state.networks,
             cfg,
-            action_low=self.action_low,
-            action_high=self.action_high,
+            action_low=state.action_low,
+            action_high=state.action_high,
             device=self.device,
-            generator=self.act_gen,
+            generator=state.act_gen,
             noise_rows=(self.shard.start, env.tasks_per_batch) if world.distributed else None,
         )
-        nets = self.networks
-        ppo_params = list(nets.policy.parameters())
-        if cfg.encoder.rl_gradients:
-            ppo_params += list(nets.encoder.parameters())
-        if nets.maml is not None:
-            ppo_params += list(nets.maml.parameters())  # the step sizes (none when fixed)
-        if nets.privileged_critic is not None:
-            ppo_params += list(nets.privileged_critic.parameters())
-        self.ppo_params = ppo_params
-        # The policy's optimiser: PPO's, or the imitation step's (train.algorithm: dagger).
-        policy_lr = cfg.imitation.lr if cfg.train.algorithm == "dagger" else cfg.ppo.lr
-        self.ppo_opt = torch.optim.Adam(ppo_params, lr=policy_lr, eps=1e-5)
-        self.elbo_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
-        if nets.task_head is not None:
-            self.elbo_params += list(nets.task_head.parameters())
-        self.elbo_opt = torch.optim.Adam(self.elbo_params, lr=cfg.task_model.lr)
-        self.scaler = ReturnScaler(
-            cfg.ppo.gamma,
-            enabled=cfg.ppo.normalize_rewards,
-            moments=self._return_moments if world.distributed else None,
-        )
-        self.counters = Counters()
         self._inference_errors: InferenceErrors | None = None  # of the last collected batch
         limit = cfg.train.max_consecutive_nonfinite
-        self.ppo_guard = GuardedOptimizer(
-            self.ppo_opt, ppo_params, cfg.ppo.max_grad_norm, self.counters, limit, world
-        )
-        self.elbo_guard = GuardedOptimizer(
-            self.elbo_opt,
-            self.elbo_params,
-            cfg.task_model.max_grad_norm,
-            self.counters,
-            limit,
-            world,
-        )
-        # The particle posterior's models (privileged.hypotheses: particles).
-        self.reward_opt: torch.optim.Optimizer | None = None
+
+        def guard(
+            opt: torch.optim.Optimizer, params: list[nn.Parameter], norm: float
+        ) -> GuardedOptimizer:
+            return GuardedOptimizer(opt, params, norm, state.counters, limit, world)
+
+        self.ppo_guard = guard(state.ppo_opt, state.ppo_params, cfg.ppo.max_grad_norm)
+        self.elbo_guard = guard(state.elbo_opt, state.elbo_params, cfg.task_model.max_grad_norm)
         self.reward_guard: GuardedOptimizer | None = None
-        if nets.reward_model is not None:
-            reward_params = list(nets.reward_model.parameters())
-            if nets.observation_model is not None:
-                reward_params += list(nets.observation_model.parameters())
-            self.reward_opt = torch.optim.Adam(reward_params, lr=cfg.privileged.reward_model_lr)
-            self.reward_guard = GuardedOptimizer(
-                self.reward_opt,
-                reward_params,
-                cfg.task_model.max_grad_norm,
-                self.counters,
-                limit,
-                world,
+        if state.reward_opt is not None:
+            self.reward_guard = guard(
+                state.reward_opt, state.reward_params, cfg.task_model.max_grad_norm
             )
-        self.config_hash = config_hash(cfg)
         self.run_dir: Path | None = None
         self._checkpoints: CheckpointManager | None = None
-        self.rank_learn_gens: list[torch.Tensor] = [self.learn_gen.get_state()]
-        self.checkpoint_world_size: int | None = None
-        self.teacher_source: dict[str, object] | None = None
-        """A student's teacher: the checkpoint it started from (saved in its checkpoints)."""
         self.expert: RevealedPolicy | None = None
         """What DAgger imitates (``train.algorithm: dagger``); read again on resume."""
         expert = cfg.expert if cfg.train.algorithm == "dagger" else None
         if expert is not None:
-            assert self.task_dim is not None
+            assert task_dim is not None
             key = "imitation.expert" if cfg.imitation.expert else "privileged.teacher"
             self.expert = broadcast_from_main(
                 world,
@@ -269,16 +232,17 @@ class Trainer:
                     expert,
                     env_id=cfg.env.id,
                     obs_dim=obs_dim,
-                    task_dim=self.task_dim or 0,
+                    task_dim=task_dim or 0,
                     action_dim=act_dim,
                     device=self.device,
                     key=key,
                 ),
             )
+            state.expert_source = self.expert.source
         if resume_from is not None:
-            restore_training_state(self, resume_from)
+            state.restore(resume_from, world)
         elif cfg.privileged.teacher is not None:
-            self.teacher_source = start_from_teacher(self)
+            state.teacher_source = start_from_teacher(state, world)
             if self.networks.reward_model is not None:
                 # The particles: the prior over the task, from the family's own train split.
                 bank = self.venv.task_distribution.sample(
@@ -297,6 +261,16 @@ class Trainer:
         )
 
     @property
+    def networks(self) -> AgentNetworks:
+        """The run's networks (``state.networks``)."""
+        return self.state.networks
+
+    @property
+    def counters(self) -> Counters:
+        """The run's counters (``state.counters``)."""
+        return self.state.counters
+
+    @property
     def checkpoints(self) -> CheckpointManager:
         if self._checkpoints is None:
             raise RuntimeError("Trainer.attach(run_dir) must come before checkpoints are saved")
@@ -306,7 +280,7 @@ class Trainer:
 
     def save(self, is_best: bool, logger: RunLogger | None = None) -> Path:
         path = self.checkpoints.save(
-            self.counters.iteration, training_payload(self), is_best=is_best
+            self.counters.iteration, self.state.payload(self.world), is_best=is_best
         )
         if logger is not None:
             logger.log_checkpoint(path, ["latest", "best"] if is_best else ["latest"])
@@ -331,7 +305,7 @@ class Trainer:
         raw = batch.rewards
         if batch.info_gain is not None:  # the RL reward only: never the task model's targets
             raw = raw + cfg.privileged.info_gain_weight * batch.info_gain
-        rewards = torch.as_tensor(self.scaler.scale(raw.cpu().numpy()), device=self.device)
+        rewards = torch.as_tensor(self.state.scaler.scale(raw.cpu().numpy()), device=self.device)
         terminals = torch.zeros_like(batch.dones, dtype=torch.bool)
         terminals[-1] = True  # the trial ends; boundaries between its episodes are not terminal
         values = batch.values
@@ -367,7 +341,7 @@ class Trainer:
             ret,
             trials=self._recompute_trials(batch),
             guard=self.ppo_guard,
-            generator=self.learn_gen,
+            generator=self.state.learn_gen,
         )
 
     def maml_update(self, batch: TrialBatch) -> dict[str, float]:
@@ -380,8 +354,8 @@ class Trainer:
             ret,
             trials=self._recompute_trials(batch),
             guard=self.ppo_guard,
-            generator=self.learn_gen,
-            reward_scale=self.scaler.reward_scale,
+            generator=self.state.learn_gen,
+            reward_scale=self.state.scaler.reward_scale,
         )
 
     def maml_loss(
@@ -407,7 +381,7 @@ class Trainer:
             labels,
             trials=self._recompute_trials(batch),
             guard=self.ppo_guard,
-            generator=self.learn_gen,
+            generator=self.state.learn_gen,
         )
 
     def elbo_update(self, batch: TrialBatch) -> dict[str, float]:
@@ -417,7 +391,7 @@ class Trainer:
             self.networks,
             batch.trial_tensors(self.agent),
             guard=self.elbo_guard,
-            generator=self.learn_gen,
+            generator=self.state.learn_gen,
             task_features=None
             if batch.task_features is None
             else inference_targets(self.cfg.privileged, batch.task_features),
@@ -439,7 +413,7 @@ class Trainer:
             updates=priv.reward_model_updates,
             batch_size=priv.reward_model_batch,
             guard=self.reward_guard,
-            generator=self.learn_gen,
+            generator=self.state.learn_gen,
             observation_model=self.networks.observation_model,
         )
 
@@ -470,8 +444,8 @@ class Trainer:
         return MetaAgent(
             self.networks,
             self.cfg,
-            action_low=self.action_low,
-            action_high=self.action_high,
+            action_low=self.state.action_low,
+            action_high=self.state.action_high,
             device=self.device,
             generator=torch.Generator().manual_seed(self.eval_seed),
         )
@@ -481,11 +455,13 @@ class Trainer:
         cfg = self.cfg
         m = cfg.maml.rollouts_per_task
         tasks = repeat_per_rollout(
-            self.venv.task_distribution.sample(cfg.env.tasks_per_batch // m, "train", self.np_rng),
+            self.venv.task_distribution.sample(
+                cfg.env.tasks_per_batch // m, "train", self.state.np_rng
+            ),
             m,
         )[self.shard]
         # Sub-environment i of the meta-batch starts from seed + i, on whichever rank it runs.
-        seed = int(self.np_rng.integers(2**31 - 1)) + self.shard.start
+        seed = int(self.state.np_rng.integers(2**31 - 1)) + self.shard.start
         self.networks.eval()
         batch = collect_trials(
             self.venv,
@@ -495,7 +471,7 @@ class Trainer:
             episode_steps=self.episode_steps,
             seed=seed,
         )
-        if self.task_dim is not None:
+        if self.state.task_dim is not None:
             # After the rollout, for the training losses only: the agent acted without them.
             features = task_features(tasks, self.device)
             batch = dataclasses.replace(batch, task_features=features)
@@ -561,8 +537,8 @@ class Trainer:
                 sums=("time/env_steps_per_s",),
                 maxima=("time/iteration_s",),
             )
-        self.rank_learn_gens = check_in_sync(
-            self.world, self.networks, self.counters.iteration, self.learn_gen.get_state()
+        self.state.rank_learn_gens = check_in_sync(
+            self.world, self.networks, self.counters.iteration, self.state.learn_gen.get_state()
         )
         return metrics
 
@@ -681,7 +657,7 @@ def _train(
             # A kill during a save leaves a temporary file behind: clear it up.
             remove_orphaned_temp_files(run_dir / "checkpoints")
             remove_orphaned_temp_files(run_dir)
-            note = _world_size_note(trainer.checkpoint_world_size, world.size)
+            note = _world_size_note(trainer.state.checkpoint_world_size, world.size)
             if "warning" in note:
                 print(f"metarl train: warning: {note['warning']}", file=sys.stderr)
             record_resume(run_dir, cfg, c.iteration, extra=note)
