@@ -67,3 +67,41 @@ def test_a_bad_base_is_refused_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
     with pytest.raises(ConfigError, match=r"base: got 'nowhere.yaml' .* no such file"):
         load_experiment(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(PINNED))
+def test_a_shipped_config_builds_its_networks(path: str) -> None:
+    """The networks a shipped experiment config describes build on its env's spaces (a
+    student's with the width of its family's task features)."""
+    import numpy as np
+
+    from meta_rl.agent.meta_agent import AgentNetworks
+    from meta_rl.task_envs.family import find_task_env, make_env, register_family, task_features_of
+
+    cfg = load_experiment(ROOT / path)
+    env_id = register_family(cfg.env.id, cfg.env.module)
+    env = make_env(env_id, **cfg.env.kwargs)
+    try:
+        obs_dim = int(np.prod(env.observation_space.shape or ()))
+        act_dim = int(np.prod(env.action_space.shape or ()))
+        task = find_task_env(env, env_id).task_distribution.sample(
+            1, "train", np.random.default_rng(0)
+        )[0]
+    finally:
+        env.close()
+    reads = cfg.privileged.enabled or cfg.train.algorithm == "dagger"
+    task_dim = len(task_features_of(task, "the shipped config test")) if reads else None
+    nets = AgentNetworks(obs_dim, act_dim, cfg, task_dim)
+    assert sum(p.numel() for p in nets.parameters()) > 0
+    assert nets.policy.obs_norm.mean.shape == (obs_dim,)
+
+
+def test_every_shipped_evaluation_config_loads() -> None:
+    from meta_rl.config import load_config
+    from meta_rl.evaluation.config import EvalConfig
+
+    paths = sorted((ROOT / "configs" / "eval").glob("*.yaml"))
+    assert len(paths) >= 8
+    for p in paths:
+        cfg = load_config(EvalConfig, p, [])
+        assert cfg.num_tasks >= 1, p
