@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from meta_rl.experiment import load_experiment
 from meta_rl.training.trainer import train
 
 if TYPE_CHECKING:
-    from tests.conftest import Margins
+    from conftest import Margins
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +223,7 @@ def test_bench_train_compare_evaluates_trained_runs_together(
     assert "--compare needs --eval-config" in capsys.readouterr().err
 
 
-def _report(successes: dict[str, list[list[float]]], num_seeds: int = 1):  # type: ignore[no-untyped-def]
+def _report(successes: dict[str, Sequence[Sequence[float]]], num_seeds: int = 1):  # type: ignore[no-untyped-def]
     """An evaluation report whose methods have the given per-trial success (trials x K), the
     trials ordered task by task, ``num_seeds`` env seeds per task."""
     import numpy as np

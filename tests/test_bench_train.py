@@ -13,9 +13,9 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
-import test_vector
 import torch
 
+from helpers.toy_family import TOY_ID
 from meta_rl.training.benchmark import bench_train
 
 torch.set_num_threads(1)
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TOY_CONFIG = f"""
 env:
-  id: {test_vector.TOY_ID}
+  id: {TOY_ID}
   tasks_per_batch: 4
   episodes_per_trial: 2
   episode_steps: 6

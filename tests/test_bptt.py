@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import test_vector  # noqa: F401  (registers toy/PointGoal-v0)
 import torch
-from test_encoder import _encoder, _transitions
-from test_trainer import _cfg, _params, _same_params
 
+from helpers.configs import toy_config
+from helpers.encoder import random_transitions, small_encoder
+from helpers.params import assert_same_params, checkpoint_params
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import to_dict
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 
 
 def _trials(t_len: int, n: int, masked: bool = False) -> TrialTensors:
-    obs, action, reward, next_obs, done = _transitions(t_len, n)
+    obs, action, reward, next_obs, done = random_transitions(t_len, n)
     mask = torch.ones(t_len, n, dtype=torch.bool)
     if masked:
         mask[3, 1] = False  # an autoreset step: the hidden state is kept
@@ -45,7 +45,7 @@ def test_to_stretches_cuts_each_trial_in_order() -> None:
 def test_stretch_beliefs_equal_whole_trial_beliefs(masked: bool) -> None:
     """Before any update the stretches' beliefs are exactly those of whole trials: the first
     stretch starts at the prior, the others at the hidden state the trial reached."""
-    enc = _encoder()
+    enc = small_encoder()
     trials = _trials(12, 3, masked)
     whole = sub_beliefs(enc, trials, torch.arange(3))  # (12, 3, F)
     stretches = Stretches.of(enc, trials, 4)
@@ -62,7 +62,7 @@ def test_stretch_beliefs_equal_whole_trial_beliefs(masked: bool) -> None:
 def test_the_gradient_stops_at_the_stretch_start() -> None:
     """A loss on the last stretch reaches the encoder through its own steps only: the earlier
     transitions of its trial get no gradient (the whole-trial graph gives them some)."""
-    enc = _encoder()
+    enc = small_encoder()
     base = _trials(12, 2)
     obs = base.obs.clone().requires_grad_(True)
     trials = TrialTensors(obs, base.action, base.reward, base.next_obs, base.done, base.mask)
@@ -91,7 +91,7 @@ def test_config_refuses_bptt_without_rl_gradients_or_with_maml(tmp_path: Path) -
     with pytest.raises(ValueError, match=r"encoder.rl_bptt_steps"):
         load_experiment(None, ["encoder.rl_bptt_steps=0", "encoder.rl_gradients=true"])
     # The trial length is known once the env is: 2 episodes x 8 steps.
-    cfg = _cfg(tmp_path, "encoder.rl_gradients=true", "encoder.rl_bptt_steps=5")
+    cfg = toy_config(tmp_path, "encoder.rl_gradients=true", "encoder.rl_bptt_steps=5")
     with pytest.raises(
         ValueError,
         match=r"encoder.rl_bptt_steps: got 5; allowed: null or a "
@@ -103,11 +103,11 @@ def test_config_refuses_bptt_without_rl_gradients_or_with_maml(tmp_path: Path) -
 def test_bptt_over_whole_trials_is_the_exact_update(tmp_path: Path) -> None:
     """rl_bptt_steps equal to the trial length is the whole-trial update, bit for bit."""
     over = ("encoder.rl_gradients=true", "train.iterations=2")
-    a = train(_cfg(tmp_path / "a", *over))
-    b = train(_cfg(tmp_path / "b", *over, "encoder.rl_bptt_steps=16"))
+    a = train(toy_config(tmp_path / "a", *over))
+    b = train(toy_config(tmp_path / "b", *over, "encoder.rl_bptt_steps=16"))
     ckpt = "checkpoints/ckpt_00000002.pt"
-    for k, v in _params(a / ckpt).items():
-        assert torch.equal(v, _params(b / ckpt)[k]), k
+    for k, v in checkpoint_params(a / ckpt).items():
+        assert torch.equal(v, checkpoint_params(b / ckpt)[k]), k
 
 
 def test_truncated_run_trains_and_resumes_exactly(tmp_path: Path) -> None:
@@ -116,16 +116,18 @@ def test_truncated_run_trains_and_resumes_exactly(tmp_path: Path) -> None:
         "encoder.rl_bptt_steps=8",
         "train.checkpoint_every=1",
     )
-    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
-    whole = train(_cfg(tmp_path / "w", "train.iterations=3", over[0], over[2]))
-    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
-    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
+    full = train(toy_config(tmp_path / "a", "train.iterations=3", *over))
+    whole = train(toy_config(tmp_path / "w", "train.iterations=3", over[0], over[2]))
+    killed = train(toy_config(tmp_path / "b", "train.iterations=2", *over))
+    resumed = train(toy_config(tmp_path / "b", "train.iterations=3", *over), resume=killed)
     ckpt = "checkpoints/ckpt_00000003.pt"
-    _same_params(_params(full / ckpt), _params(resumed / ckpt))
+    assert_same_params(checkpoint_params(full / ckpt), checkpoint_params(resumed / ckpt))
     assert read_metrics(full)[-1]["train/return"] == read_metrics(resumed)[-1]["train/return"]
     # It is another update than the whole-trial one: the encoder's parameters differ.
-    enc_full = {k: v for k, v in _params(full / ckpt).items() if k.startswith("encoder.")}
-    enc_whole = {k: v for k, v in _params(whole / ckpt).items() if k.startswith("encoder.")}
+    enc_full = {k: v for k, v in checkpoint_params(full / ckpt).items() if k.startswith("encoder.")}
+    enc_whole = {
+        k: v for k, v in checkpoint_params(whole / ckpt).items() if k.startswith("encoder.")
+    }
     assert any(not torch.equal(v, enc_whole[k]) for k, v in enc_full.items())
     assert load_checkpoint(full / ckpt)["config"]["encoder"]["rl_bptt_steps"] == 8
 

@@ -156,7 +156,7 @@ def test_orphaned_temp_files_are_removed_at_the_next_save(tmp_path: Path) -> Non
 
 _HANG_ON_SECOND_SAVE = """
 import os, sys, time
-import test_vector
+import helpers.toy_family
 real_replace = os.replace
 def replace(src, dst):
     if str(dst).endswith("ckpt_00000002.pt"):
@@ -175,8 +175,8 @@ def test_a_kill_during_a_save_leaves_no_temp_file_after_resume(tmp_path: Path) -
     import sys
     import time
 
-    from test_trainer import ROOT, _cfg
-
+    from helpers.configs import toy_config
+    from helpers.paths import ROOT
     from meta_rl.cli import main
     from meta_rl.logging import read_metrics
 
@@ -185,7 +185,7 @@ def test_a_kill_during_a_save_leaves_no_temp_file_after_resume(tmp_path: Path) -
     config = tmp_path / "toy.yaml"
     from meta_rl.config import save_config_yaml
 
-    save_config_yaml(_cfg(tmp_path, *overrides), config)
+    save_config_yaml(toy_config(tmp_path, *overrides), config)
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
     args = ["train", "--config", str(config), "--run-dir", str(run)]
     proc = subprocess.Popen(

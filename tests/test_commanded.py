@@ -13,9 +13,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from test_privileged import _cfg
 
 import envs  # noqa: F401  (registers the ids)
+from envs.pick_place import PickPlaceEnv
+from helpers.configs import pick_place_config
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.skills.commanded import (
     COMMANDED_ID,
@@ -58,6 +59,7 @@ def test_the_skill_places_the_object_when_commanded_to_the_goal() -> None:
     objects), commanding the box's centre mostly does not."""
     n = 16
     venv = make_task_vector_env(COMMANDED_ID, n, num_threads=0)
+    assert isinstance(venv, CommandedVectorEnv)
     tasks = _tasks(venv, n)
     venv.set_tasks(tasks)
     rates = []
@@ -80,6 +82,7 @@ def test_no_leak_the_arm_moves_the_same_whatever_the_hidden_goal_and_object_feat
     n = 4
     a = make_task_vector_env(COMMANDED_ID, n, num_threads=0)
     b = make_task_vector_env(COMMANDED_ID, n, num_threads=0)
+    assert isinstance(a, CommandedVectorEnv) and isinstance(b, CommandedVectorEnv)
     tasks = _tasks(a, n)
     moved = [dataclasses.replace(t, goal=(t.goal[0], -t.goal[1], t.goal[2] + 0.03)) for t in tasks]
     a.set_tasks(tasks)
@@ -105,13 +108,16 @@ def test_no_leak_the_arm_moves_the_same_whatever_the_hidden_goal_and_object_feat
 def test_the_batched_simulator_equals_the_single_env_step_for_step(command: str) -> None:
     n = 2
     venv = make_task_vector_env(COMMANDED_ID, n, num_threads=0, command=command)
+    assert isinstance(venv, CommandedVectorEnv)
     tasks = _tasks(venv, n)
     venv.set_tasks(tasks)
     obs_v, _ = venv.reset(seed=11)
     singles = [gym.make(COMMANDED_ID, command=command) for _ in range(n)]
     obs_s = []
     for i, env in enumerate(singles):
-        env.unwrapped.set_task(tasks[i])
+        arm = env.unwrapped  # the pick-place env under the command wrapper
+        assert isinstance(arm, PickPlaceEnv)
+        arm.set_task(tasks[i])
         obs_s.append(env.reset(seed=11 + i)[0])
     np.testing.assert_allclose(obs_v, np.array(obs_s), atol=1e-6)
     rng = np.random.default_rng(1)
@@ -160,6 +166,7 @@ def test_velocity_commands_move_a_target_that_restarts_with_each_episode() -> No
     venv = make_task_vector_env(
         COMMANDED_ID, n, num_threads=0, command="velocity", speed=speed, max_episode_steps=4
     )
+    assert isinstance(venv, CommandedVectorEnv)
     assert venv.single_observation_space.shape == (32,)
     command = venv.obs_slices["command"]
     assert command == slice(29, 32)
@@ -194,7 +201,7 @@ def test_bad_arguments_are_refused_naming_them(tmp_path: Path) -> None:
         make_task_vector_env(COMMANDED_ID, 2, object_command=["colour"])
     with pytest.raises(ValueError, match=r"object_command: got 'size'; allowed: a list"):
         gym.make(COMMANDED_ID, object_command="size")
-    hidden = train(_cfg(tmp_path / "hidden", "train.iterations=1"))
+    hidden = train(pick_place_config(tmp_path / "hidden", "train.iterations=1"))
     with pytest.raises(ValueError, match=r"skill: .* reveal_task=False .*allowed: a metarl/Pick"):
         make_task_vector_env(COMMANDED_ID, 2, skill=str(hidden))
 
@@ -204,7 +211,7 @@ def test_the_meta_agent_trains_on_it_and_metarl_evaluate_reads_it(tmp_path: Path
     from meta_rl.evaluation.runner import evaluate_checkpoint
 
     overrides = (f"env.id={COMMANDED_ID}", "privileged.critic=true")
-    run = train(_cfg(tmp_path, *overrides, "privileged.task_inference_weight=1.0"))
+    run = train(pick_place_config(tmp_path, *overrides, "privileged.task_inference_weight=1.0"))
     cfg = EvalConfig(num_tasks=2, num_seeds=1, num_episodes=2, num_videos=0, wandb_mode="disabled")
     report = evaluate_checkpoint(run, cfg, out_dir=tmp_path / "eval")
     assert (tmp_path / "eval").is_dir()
@@ -383,7 +390,9 @@ def test_imitation_fits_the_policy_on_the_belief_it_acts_on(
 
     from meta_rl.training.trainer import Trainer
 
-    cfg = _cfg(tmp_path, f"env.id={COMMANDED_ID}", f"encoder.use_context={use_context}")
+    cfg = pick_place_config(
+        tmp_path, f"env.id={COMMANDED_ID}", f"encoder.use_context={use_context}"
+    )
     trainer = Trainer(cfg, None)
     venv = trainer.venv
     assert isinstance(venv, CommandedVectorEnv)
@@ -421,7 +430,7 @@ def test_imitation_with_maml_replays_the_adaptation_the_agent_acts_with(tmp_path
 
     from meta_rl.training.trainer import Trainer
 
-    cfg = _cfg(
+    cfg = pick_place_config(
         tmp_path,
         f"env.id={COMMANDED_ID}",
         "env.episodes_per_trial=3",

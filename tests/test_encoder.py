@@ -5,32 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from meta_rl.agent.encoder import ContextEncoder
+from helpers.encoder import random_transitions, small_encoder
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.experiment import ExperimentConfig
 
 torch.set_num_threads(1)
 
 
-def _transitions(t_len: int, n: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(t_len, n, 3, generator=g)
-    action = torch.randn(t_len, n, 2, generator=g)
-    reward = torch.randn(t_len, n, generator=g)
-    next_obs = torch.randn(t_len, n, 3, generator=g)
-    done = torch.zeros(t_len, n)
-    done[t_len // 2 - 1] = 1.0
-    return obs, action, reward, next_obs, done
-
-
-def _encoder() -> ContextEncoder:
-    torch.manual_seed(0)
-    return ContextEncoder(3, 2, latent_dim=4, hidden_size=16, embed_size=8)
-
-
 def test_belief_starts_at_the_prior_and_sequence_equals_steps() -> None:
-    enc = _encoder()
-    obs, action, reward, next_obs, done = _transitions(10, 5)
+    enc = small_encoder()
+    obs, action, reward, next_obs, done = random_transitions(10, 5)
     prior = enc.prior(5)
     assert torch.equal(prior.mean, torch.zeros(5, 4))
     assert torch.equal(prior.logvar, torch.zeros(5, 4))
@@ -48,8 +32,8 @@ def test_belief_starts_at_the_prior_and_sequence_equals_steps() -> None:
 
 def test_step_is_the_gru_module_one_step_bit_for_bit() -> None:
     """``step`` calls the GRU's cell directly (faster while acting): the same numbers."""
-    enc = _encoder()
-    obs, action, reward, next_obs, done = _transitions(3, 5)
+    enc = small_encoder()
+    obs, action, reward, next_obs, done = random_transitions(3, 5)
     h = torch.randn(5, 16)
     new_h, _ = enc.step(h, obs[0], action[0], reward[0], next_obs[0], done[0])
     x = enc._embed(obs[0], action[0], reward[0], next_obs[0], done[0])
@@ -58,8 +42,8 @@ def test_step_is_the_gru_module_one_step_bit_for_bit() -> None:
 
 
 def test_masked_steps_keep_the_hidden_state() -> None:
-    enc = _encoder()
-    obs, action, reward, next_obs, done = _transitions(6, 2)
+    enc = small_encoder()
+    obs, action, reward, next_obs, done = random_transitions(6, 2)
     mask = torch.ones(6, 2, dtype=torch.bool)
     mask[3, 1] = False
     _, h_masked = enc(obs, action, reward, next_obs, done, mask=mask)

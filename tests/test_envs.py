@@ -18,6 +18,7 @@ import envs
 from envs.base import ArmEnv
 from envs.batched import BatchedArmEnv
 from envs.pick_place import PickPlaceEnv
+from envs.push import PushEnv, PushTarget
 from envs.tasks import SHAPE_GEOMETRY, SHAPES, Task
 
 torch.set_num_threads(1)
@@ -221,7 +222,7 @@ def test_push_success_term_outweighs_hovering() -> None:
     ("target", "wrong_is_inner"), [("either_side", None), ("inward", True), ("inward", False)]
 )
 def test_push_side_targets_hide_the_side_until_success(
-    target: str, wrong_is_inner: bool | None
+    target: PushTarget, wrong_is_inner: bool | None
 ) -> None:
     """With side goals and ``push_target`` "either_side" or "inward" the push term is the same
     whichever side the goal is on; only the success term tells. Real physics: the oracle pushes
@@ -231,6 +232,7 @@ def test_push_side_targets_hide_the_side_until_success(
 
     env = make("metarl/Push-v0", reveal_task=True, side_goals=0.1, push_target=target)
     u = unwrapped(env)
+    assert isinstance(u, PushEnv)
     candidates = u.task_distribution.sample(20, "test", np.random.default_rng(0))
     if wrong_is_inner is None:
         real = candidates[0]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.agents import StillAgent
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.protocol import (
     AdaptiveAgent,
@@ -103,29 +104,6 @@ class ScriptedAdaptiveAgent:
         elif self.k == 1:
             self.target = np.where(self.best > -0.05, self.cands[:, 0], self.cands[:, 1])
         self.k += 1
-
-
-class StillAgent:
-    """Never moves, never adapts."""
-
-    def begin_trial(self, num_envs: int) -> None:
-        self.n = num_envs
-
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        return np.zeros((self.n, 1), dtype=np.float32)
-
-    def observe(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: np.ndarray,
-        next_obs: np.ndarray,
-        done: np.ndarray,
-    ) -> None:
-        pass
-
-    def end_episode(self) -> None:
-        pass
 
 
 def _run(

@@ -149,6 +149,7 @@ def test_draws_follow_the_mixture_weights_and_repeat_with_the_generator() -> Non
     head = TaskInferenceHead(1, 1, hidden=(2,), components=2)
     with torch.no_grad():  # a fixed posterior: weights 0.2 / 0.8, means -5 / +5, std e^-2.3
         last = head.net[-1]
+        assert isinstance(last, torch.nn.Linear)
         last.weight.zero_()
         last.bias.copy_(torch.tensor([math.log(0.2), math.log(0.8), -5.0, 5.0, -30.0, -30.0]))
     belief = torch.zeros(4000, 1)
@@ -218,6 +219,7 @@ def test_a_wrapped_family_reveals_its_task_features_when_asked() -> None:
     hidden = gym.make("byo/HiddenPendulum-v0")
     shown = gym.make("byo/HiddenPendulum-v0", reveal_task=True)
     try:
+        assert hidden.observation_space.shape is not None
         assert shown.observation_space.shape == (hidden.observation_space.shape[0] + 3,)
         a, _ = hidden.reset(seed=4)
         b, _ = shown.reset(seed=4)

@@ -41,7 +41,7 @@ from meta_rl.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 if TYPE_CHECKING:
-    from tests.conftest import Margins
+    from conftest import Margins
 
 HELD_OUT_TASKS = 512  # enough power that the t statistics clear 2x their bars in every seed
 

@@ -27,7 +27,7 @@ from meta_rl.agent.networks import gaussian_log_prob
 from meta_rl.experiment import MAMLConfig
 
 if TYPE_CHECKING:
-    from tests.conftest import Margins
+    from conftest import Margins
 
 torch.set_num_threads(1)
 

@@ -6,56 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_vector
 import torch
 
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from helpers.agents import toy_agent
+from helpers.configs import toy_maml_config
+from helpers.toy_family import TOY_ID
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.checkpoint import load_checkpoint
-from meta_rl.experiment import ExperimentConfig, load_experiment
+from meta_rl.experiment import load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.task_envs.vector import make_task_vector_env
 from meta_rl.training.rollout import collect_trials
 from meta_rl.training.trainer import Trainer, train
 
 torch.set_num_threads(1)
-
-
-def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
-    return load_experiment(
-        None,
-        [
-            "env.id=toy/PointGoal-v0",
-            "env.tasks_per_batch=4",
-            "env.eval_tasks=3",
-            "env.episodes_per_trial=3",
-            "env.episode_steps=8",
-            "train.iterations=2",
-            "train.eval_every=1",
-            "train.checkpoint_every=1",
-            "train.device=cpu",
-            "logging.wandb_mode=disabled",
-            "logging.progress_bar=false",
-            "policy.hidden=[16, 16]",
-            "ppo.minibatches=2",
-            "ppo.epochs=2",
-            "task_model.updates_per_iteration=1",
-            "maml.enabled=true",
-            "maml.inner_lr=0.5",
-            f"runs_dir={tmp_path / 'runs'}",
-            *overrides,
-        ],
-    )
-
-
-def _agent(cfg: ExperimentConfig, seed: int = 0) -> MetaAgent:
-    torch.manual_seed(0)
-    return MetaAgent(
-        AgentNetworks(2, 2, cfg),
-        cfg,
-        action_low=-np.ones(2),
-        action_high=np.ones(2),
-        seed=seed,
-    )
 
 
 def _policy_state(agent: MetaAgent) -> dict[str, torch.Tensor]:
@@ -65,9 +29,9 @@ def _policy_state(agent: MetaAgent) -> dict[str, torch.Tensor]:
 def test_end_episode_adapts_and_begin_trial_resets_to_the_meta_parameters(
     tmp_path: Path,
 ) -> None:
-    agent = _agent(_cfg(tmp_path))
+    agent = toy_agent(toy_maml_config(tmp_path))
     before = _policy_state(agent)
-    venv = make_task_vector_env(test_vector.TOY_ID, 3)
+    venv = make_task_vector_env(TOY_ID, 3)
     tasks = venv.task_distribution.sample(3, "train", np.random.default_rng(0))
     collect_trials(venv, agent, tasks, episodes=2, episode_steps=6, seed=0)
     adapted = agent.adapted_params()
@@ -90,10 +54,10 @@ def test_end_episode_adapts_and_begin_trial_resets_to_the_meta_parameters(
 
 
 def test_zero_shot_never_adapts_nor_reads_the_context(tmp_path: Path) -> None:
-    agent = _agent(_cfg(tmp_path))
+    agent = toy_agent(toy_maml_config(tmp_path))
     frozen = agent.zero_shot()
     assert frozen.networks is agent.networks and not frozen.use_context and frozen.maml is None
-    venv = make_task_vector_env(test_vector.TOY_ID, 3)
+    venv = make_task_vector_env(TOY_ID, 3)
     tasks = venv.task_distribution.sample(3, "train", np.random.default_rng(0))
     batch = collect_trials(venv, frozen, tasks, episodes=3, episode_steps=6, seed=0)
     meta = dict(agent.networks.policy.named_parameters())
@@ -105,20 +69,20 @@ def test_zero_shot_never_adapts_nor_reads_the_context(tmp_path: Path) -> None:
 
 
 def test_no_adapted_parameters_leak_from_one_trial_to_the_next(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path)
-    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    cfg = toy_maml_config(tmp_path)
+    venv = make_task_vector_env(TOY_ID, 2)
     first = venv.task_distribution.sample(2, "train", np.random.default_rng(1))
     second = venv.task_distribution.sample(2, "train", np.random.default_rng(2))
-    used = _agent(cfg)
+    used = toy_agent(cfg)
     collect_trials(venv, used, first, episodes=2, episode_steps=6, seed=3)
-    fresh = _agent(cfg)
+    fresh = toy_agent(cfg)
     used.generator.manual_seed(9)
     fresh.generator.manual_seed(9)
     after_first = collect_trials(venv, used, second, episodes=2, episode_steps=6, seed=4)
     from_scratch = collect_trials(venv, fresh, second, episodes=2, episode_steps=6, seed=4)
     torch.testing.assert_close(after_first.raw_actions, from_scratch.raw_actions, rtol=0, atol=0)
     # Episode 2 acts with adapted parameters: other actions than a non-adapting agent's.
-    plain = _agent(cfg.replace(maml=cfg.maml.replace(enabled=False)))
+    plain = toy_agent(cfg.replace(maml=cfg.maml.replace(enabled=False)))
     plain.generator.manual_seed(9)
     fixed = collect_trials(venv, plain, second, episodes=2, episode_steps=6, seed=4)
     torch.testing.assert_close(from_scratch.raw_actions[:6], fixed.raw_actions[:6], rtol=0, atol=0)
@@ -128,8 +92,8 @@ def test_no_adapted_parameters_leak_from_one_trial_to_the_next(tmp_path: Path) -
 def test_adapting_episodes_explore_even_when_deterministic_actions_are_asked(
     tmp_path: Path,
 ) -> None:
-    agent = _agent(_cfg(tmp_path, "maml.adapt_episodes=1"))
-    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    agent = toy_agent(toy_maml_config(tmp_path, "maml.adapt_episodes=1"))
+    venv = make_task_vector_env(TOY_ID, 2)
     tasks = venv.task_distribution.sample(2, "test", np.random.default_rng(0))
     batch = collect_trials(
         venv, agent, tasks, episodes=2, episode_steps=5, seed=0, deterministic=True
@@ -143,8 +107,8 @@ def test_adapting_episodes_explore_even_when_deterministic_actions_are_asked(
 
 
 def test_adapt_episodes_limits_adaptation_to_the_first_k_episodes(tmp_path: Path) -> None:
-    agent = _agent(_cfg(tmp_path, "maml.adapt_episodes=1"))
-    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    agent = toy_agent(toy_maml_config(tmp_path, "maml.adapt_episodes=1"))
+    venv = make_task_vector_env(TOY_ID, 2)
     tasks = venv.task_distribution.sample(2, "train", np.random.default_rng(0))
     collect_trials(venv, agent, tasks, episodes=3, episode_steps=5, seed=0)
     assert sorted(agent.inner_batches) == [0]
@@ -157,7 +121,7 @@ def _step_sizes(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 def test_a_trainer_iteration_changes_the_step_sizes_and_the_policy(tmp_path: Path) -> None:
-    trainer = Trainer(_cfg(tmp_path), tmp_path / "run", None)
+    trainer = Trainer(toy_maml_config(tmp_path), tmp_path / "run", None)
     sizes = _step_sizes(trainer)
     policy = {k: v.detach().clone() for k, v in trainer.networks.policy.named_parameters()}
     metrics = trainer.iteration()
@@ -171,7 +135,7 @@ def test_a_trainer_iteration_changes_the_step_sizes_and_the_policy(tmp_path: Pat
 
 
 def _meta_gradients(tmp_path: Path, *overrides: str) -> dict[str, torch.Tensor]:
-    trainer = Trainer(_cfg(tmp_path, *overrides), tmp_path / "run", None)
+    trainer = Trainer(toy_maml_config(tmp_path, *overrides), tmp_path / "run", None)
     batch = trainer.collect()
     adv, ret = trainer.advantages(batch)
     trainer.networks.train()
@@ -219,7 +183,9 @@ def test_outer_episodes_adapted_leaves_the_pre_update_episode_out_of_the_policy_
 ) -> None:
     """With 'adapted', episode 1's advantages do not reach the gradient (its actions were the
     meta-parameters'); the meta-parameters and step sizes still learn from the later episodes."""
-    trainer = Trainer(_cfg(tmp_path, f"maml.outer_episodes={outer}"), tmp_path / "run", None)
+    trainer = Trainer(
+        toy_maml_config(tmp_path, f"maml.outer_episodes={outer}"), tmp_path / "run", None
+    )
     batch = trainer.collect()
     adv, ret = trainer.advantages(batch)
     steps = batch.rewards.shape[0] // 3
@@ -268,9 +234,9 @@ def test_without_the_inner_loop_step_sizes_get_no_gradient(tmp_path: Path) -> No
 def test_checkpoint_resume_round_trip_includes_the_step_sizes(
     tmp_path: Path, extra: tuple[str, ...]
 ) -> None:
-    full = train(_cfg(tmp_path / "a", "train.iterations=3", *extra))
-    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *extra))
-    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *extra), resume=killed)
+    full = train(toy_maml_config(tmp_path / "a", "train.iterations=3", *extra))
+    killed = train(toy_maml_config(tmp_path / "b", "train.iterations=2", *extra))
+    resumed = train(toy_maml_config(tmp_path / "b", "train.iterations=3", *extra), resume=killed)
     a = load_checkpoint(full / "checkpoints/ckpt_00000003.pt")["networks"]
     b = load_checkpoint(resumed / "checkpoints/ckpt_00000003.pt")["networks"]
     keys = [k for k in a if k.startswith("maml.log_step_sizes.")]
@@ -287,14 +253,14 @@ def test_checkpoint_resume_round_trip_includes_the_step_sizes(
     for k in keys:
         name = k.removeprefix("maml.log_step_sizes.")
         torch.testing.assert_close(agent.maml.log_step_sizes[name].detach(), a[k])
-    venv = make_task_vector_env(test_vector.TOY_ID, 2)
+    venv = make_task_vector_env(TOY_ID, 2)
     tasks = venv.task_distribution.sample(2, "test", np.random.default_rng(5))
     collect_trials(venv, agent, tasks, episodes=2, episode_steps=8, seed=0, deterministic=True)
     assert sorted(agent.inner_batches) == [0, 1]
 
 
 def test_task_model_inner_loss_trains(tmp_path: Path) -> None:
-    run_dir = train(_cfg(tmp_path, "maml.inner_loss=task_model", "train.iterations=1"))
+    run_dir = train(toy_maml_config(tmp_path, "maml.inner_loss=task_model", "train.iterations=1"))
     last = read_metrics(run_dir)[-1]
     assert np.isfinite(last["maml/inner_loss_pre"]) and np.isfinite(last["losses/policy_loss"])
     assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
@@ -303,13 +269,13 @@ def test_task_model_inner_loss_trains(tmp_path: Path) -> None:
 def test_bench_meta_update_times_the_three_updates_on_the_same_data(tmp_path: Path) -> None:
     from meta_rl.training.benchmark import bench_meta_update
 
-    cost = bench_meta_update(_cfg(tmp_path), tmp_path / "bench", repeats=2)
+    cost = bench_meta_update(toy_maml_config(tmp_path), tmp_path / "bench", repeats=2)
     for key in ("plain_s", "maml_s", "maml_first_order_s"):
         assert cost[key] > 0.0
     assert cost["ratio_maml_to_plain"] == pytest.approx(cost["maml_s"] / cost["plain_s"])
     assert cost["samples"] == 4 * 3 * 8
     with pytest.raises(ValueError, match=r"maml\.enabled"):
-        bench_meta_update(_cfg(tmp_path, "maml.enabled=false"), tmp_path / "b2")
+        bench_meta_update(toy_maml_config(tmp_path, "maml.enabled=false"), tmp_path / "b2")
 
 
 def test_bench_train_cli_refuses_meta_update_cost_without_ablations(
@@ -332,7 +298,7 @@ def test_bench_train_cli_refuses_meta_update_cost_without_ablations(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_maml_training_runs_on_the_gpu(tmp_path: Path) -> None:
-    run_dir = train(_cfg(tmp_path, "train.device=cuda", "train.iterations=1"))
+    run_dir = train(toy_maml_config(tmp_path, "train.device=cuda", "train.iterations=1"))
     last = read_metrics(run_dir)[-1]
     assert np.isfinite(last["losses/policy_loss"])
     assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
@@ -347,10 +313,10 @@ def test_evaluation_with_no_maml_runs_the_same_agent_without_its_inner_step(
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
 
-    agent = _agent(_cfg(tmp_path, "maml.inner_loss=task_model"))
+    agent = toy_agent(toy_maml_config(tmp_path, "maml.inner_loss=task_model"))
     off = agent.without_maml()
     assert off.networks is agent.networks and off.use_context and off.maml is None
-    run_dir = train(_cfg(tmp_path, "maml.inner_loss=task_model", "train.iterations=1"))
+    run_dir = train(toy_maml_config(tmp_path, "maml.inner_loss=task_model", "train.iterations=1"))
     cfg = EvalConfig(
         num_tasks=4, num_seeds=1, num_episodes=3, no_maml=True, num_videos=0, wandb_mode="disabled"
     )
@@ -360,6 +326,6 @@ def test_evaluation_with_no_maml_runs_the_same_agent_without_its_inner_step(
     ret = {n: m.results.returns for n, m in by_name.items()}  # (trials, K)
     np.testing.assert_array_equal(ret["meta-agent"][..., 0], ret["no-maml"][..., 0])
     assert not np.array_equal(ret["meta-agent"][..., 1:], ret["no-maml"][..., 1:])
-    plain = train(_cfg(tmp_path / "plain", "maml.enabled=false", "train.iterations=1"))
+    plain = train(toy_maml_config(tmp_path / "plain", "maml.enabled=false", "train.iterations=1"))
     with pytest.raises(ValueError, match="no_maml"):
         evaluate_checkpoint(plain, cfg, out_dir=tmp_path / "eval2")

@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from envs.tasks import SHAPE_GEOMETRY, Task
+from helpers.configs import pick_place_config
+from helpers.training import one_iteration
 from meta_rl.agent.encoder import ContextEncoder
 from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import ConfigError, to_dict
-from meta_rl.experiment import ExperimentConfig, config_hash, hashed_config, load_experiment
+from meta_rl.experiment import config_hash, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training import trainer as trainer_module
 from meta_rl.training.privileged import (
@@ -33,52 +35,7 @@ torch.set_num_threads(1)
 TASK_DIM = 3 + 3 + 3  # goal, shape geometry, size, mass, friction
 
 
-def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
-    return load_experiment(
-        None,
-        [
-            "env.id=metarl/PickPlace-v0",
-            "env.tasks_per_batch=4",
-            "env.eval_tasks=2",
-            "env.episodes_per_trial=2",
-            "env.episode_steps=5",
-            "env.num_threads=1",
-            "encoder.hidden_size=16",
-            "encoder.embed_size=8",
-            "task_model.hidden=[16]",
-            "task_model.updates_per_iteration=1",
-            "task_model.belief_samples=4",
-            "task_model.decode_samples=8",
-            "policy.hidden=[16]",
-            "ppo.epochs=1",
-            "ppo.minibatches=2",
-            "train.iterations=1",
-            "train.eval_every=1",
-            "train.checkpoint_every=1",
-            "train.device=cpu",
-            "logging.wandb_mode=disabled",
-            "logging.progress_bar=false",
-            f"runs_dir={tmp_path / 'runs'}",
-            *overrides,
-        ],
-    )
-
-
 ON = ("privileged.critic=true", "privileged.task_inference_weight=1.0")
-
-
-def one_iteration(cfg: ExperimentConfig) -> tuple[dict[str, float], set[str]]:
-    """One training iteration of a fresh trainer: its metrics and the names of the networks'
-    entries it changed."""
-    trainer = Trainer(cfg, None)
-    try:
-        nets = trainer.networks
-        before = {k: v.clone() for k, v in nets.state_dict().items()}
-        metrics = trainer.iteration()
-        after = nets.state_dict()
-    finally:
-        trainer.close()
-    return metrics, {k for k in before if not torch.equal(before[k], after[k])}
 
 
 def test_defaults_are_off_and_leave_the_config_hash_and_networks_unchanged() -> None:
@@ -209,7 +166,7 @@ def _collect(trainer: Trainer) -> tuple[torch.Tensor, ...]:
 def test_no_leak_perturbed_task_features_leave_actions_beliefs_and_evaluation_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = _cfg(tmp_path, *ON)
+    cfg = pick_place_config(tmp_path, *ON)
     ref = Trainer(cfg, None)
     try:
         actions, beliefs, values, feats = _collect(ref)
@@ -240,7 +197,7 @@ def test_no_leak_perturbed_task_features_leave_actions_beliefs_and_evaluation_un
 def test_training_with_both_switches_trains_the_privileged_parts_and_ships_without_them(
     tmp_path: Path,
 ) -> None:
-    cfg = _cfg(tmp_path, *ON)
+    cfg = pick_place_config(tmp_path, *ON)
     metrics, changed = one_iteration(cfg)
     assert "losses/task_inference" in metrics and np.isfinite(metrics["losses/task_inference"])
     assert any(k.startswith("privileged_critic.") for k in changed)
@@ -269,7 +226,9 @@ def test_asymmetric_critic_with_rl_gradients_trains_on_trial_minibatches(
     tmp_path: Path, bptt: list[str]
 ) -> None:
     """Minibatches of whole trials, or of stretches (truncated BPTT, test_bptt.py)."""
-    metrics, changed = one_iteration(_cfg(tmp_path, *ON, "encoder.rl_gradients=true", *bptt))
+    metrics, changed = one_iteration(
+        pick_place_config(tmp_path, *ON, "encoder.rl_gradients=true", *bptt)
+    )
     assert np.isfinite(metrics["losses/value_loss"]) and metrics["losses/updates"] > 0
     assert any(k.startswith("privileged_critic.") for k in changed)
     assert not any(k.startswith("policy.critic.") for k in changed)
@@ -277,9 +236,9 @@ def test_asymmetric_critic_with_rl_gradients_trains_on_trial_minibatches(
 
 def test_a_resumed_run_with_both_switches_makes_the_same_next_update(tmp_path: Path) -> None:
     over = (*ON, "train.checkpoint_every=1", "train.eval_every=10")
-    full = train(_cfg(tmp_path / "a", "train.iterations=2", *over))
-    killed = train(_cfg(tmp_path / "b", "train.iterations=1", *over))
-    resumed = train(_cfg(tmp_path / "b", "train.iterations=2", *over), resume=killed)
+    full = train(pick_place_config(tmp_path / "a", "train.iterations=2", *over))
+    killed = train(pick_place_config(tmp_path / "b", "train.iterations=1", *over))
+    resumed = train(pick_place_config(tmp_path / "b", "train.iterations=2", *over), resume=killed)
     ckpt = "checkpoints/ckpt_00000002.pt"
     a, b = load_checkpoint(full / ckpt), load_checkpoint(resumed / ckpt)
     assert a["networks"].keys() == b["networks"].keys()
@@ -336,22 +295,24 @@ def test_information_gain_needs_the_task_inference_head() -> None:
 def test_the_information_gain_reaches_the_rl_reward_only(tmp_path: Path) -> None:
     """The trainer adds ``info_gain_weight`` x the gain to the rewards of GAE, and nowhere else:
     the task model reads the env's rewards; the metrics show the error over the trial."""
-    cfg = _cfg(tmp_path, "privileged.task_inference_weight=1.0", "privileged.info_gain_weight=3.0")
+    cfg = pick_place_config(
+        tmp_path, "privileged.task_inference_weight=1.0", "privileged.info_gain_weight=3.0"
+    )
     trainer = Trainer(cfg, None)
     try:
         batch = trainer.collect()
         assert batch.info_gain is not None and batch.info_gain.shape == batch.rewards.shape
         assert float(batch.info_gain.abs().sum()) > 0.0
-        scaler = copy.deepcopy(trainer.scaler)
+        scaler = copy.deepcopy(trainer.state.scaler)
         adv, ret = trainer.advantages(batch)
-        trainer.scaler = copy.deepcopy(scaler)
+        trainer.state.scaler = copy.deepcopy(scaler)
         by_hand = dataclasses.replace(
             batch, rewards=batch.rewards + 3.0 * batch.info_gain, info_gain=None
         )
         adv_hand, ret_hand = trainer.advantages(by_hand)
         torch.testing.assert_close(adv, adv_hand)
         torch.testing.assert_close(ret, ret_hand)
-        trainer.scaler = copy.deepcopy(scaler)
+        trainer.state.scaler = copy.deepcopy(scaler)
         adv_plain, _ = trainer.advantages(dataclasses.replace(batch, info_gain=None))
         assert not torch.allclose(adv, adv_plain)
         trials = batch.trial_tensors(trainer.agent)
@@ -380,7 +341,9 @@ def test_inference_features_narrow_the_head_and_its_targets_to_those_columns(
     assert torch.equal(inference_targets(cfg.privileged, features), features[:, :3])
     assert inference_targets(load_experiment(None, list(ON)).privileged, features) is features
     # A training iteration: the loss and the information gain on the goal columns.
-    metrics, changed = one_iteration(_cfg(tmp_path, *ON, *goal, "privileged.info_gain_weight=1"))
+    metrics, changed = one_iteration(
+        pick_place_config(tmp_path, *ON, *goal, "privileged.info_gain_weight=1")
+    )
     assert np.isfinite(metrics["losses/task_inference"])
     assert np.isfinite(metrics["privileged/info_gain"])
     assert any(k.startswith("task_head.") for k in changed)

@@ -12,10 +12,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import test_vector
 import torch
-from test_maml_agent import _agent, _cfg
 
+from helpers.agents import toy_agent
+from helpers.configs import toy_maml_config
+from helpers.toy_family import TOY_ID
 from meta_rl.agent.maml import (
     PolicyGradientBatch,
     batched_loss,
@@ -79,10 +80,10 @@ def test_merge_rollouts_concatenates_each_tasks_episodes() -> None:
 
 
 def test_the_rollouts_of_a_task_adapt_together_on_all_their_episodes(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, "maml.rollouts_per_task=2", "env.eval_tasks=4")
-    agent = _agent(cfg)
+    cfg = toy_maml_config(tmp_path, "maml.rollouts_per_task=2", "env.eval_tasks=4")
+    agent = toy_agent(cfg)
     assert agent.rollouts_per_task == 2
-    venv = make_task_vector_env(test_vector.TOY_ID, 4)
+    venv = make_task_vector_env(TOY_ID, 4)
     a, b = venv.task_distribution.sample(2, "train", np.random.default_rng(0))
     collect_trials(venv, agent, [a, a, b, b], episodes=2, episode_steps=6, seed=0)
     adapted = agent.adapted_params()

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import test_vector  # noqa: F401  (registers toy/PointGoal-v0)
 import torch
 import yaml
-from test_trainer import _cfg
 
+from helpers.configs import toy_config
 from meta_rl.checkpoint import CheckpointError
 from meta_rl.cli import main
 from meta_rl.logging import read_metrics
@@ -24,10 +23,10 @@ def _snapshot(run: Path) -> dict[str, bytes]:
 
 
 def test_a_fresh_run_into_a_used_run_dir_is_refused(tmp_path: Path) -> None:
-    run = train(_cfg(tmp_path, "train.iterations=2"), run_dir=tmp_path / "run")
+    run = train(toy_config(tmp_path, "train.iterations=2"), run_dir=tmp_path / "run")
     before = _snapshot(run)
     with pytest.raises(ValueError, match=r"is not empty .*metarl train --resume .*new --run-dir"):
-        train(_cfg(tmp_path, "train.iterations=2", "ppo.lr=0.01"), run_dir=run)
+        train(toy_config(tmp_path, "train.iterations=2", "ppo.lr=0.01"), run_dir=run)
     assert _snapshot(run) == before  # metrics, config, checkpoints untouched
     # From the command line: exit 2, one line.
     assert main(["train", "--run-dir", str(run), "env.id=toy/PointGoal-v0"]) == 2
@@ -50,23 +49,23 @@ def test_a_failed_start_writes_nothing_and_a_corrected_rerun_resumes(tmp_path: P
     run = tmp_path / "run"
     for bad in ("env.id=toy/Nope-v0", "env.episode_steps=21"):  # unknown id; over the limit
         with pytest.raises(ValueError):
-            train(_cfg(tmp_path, bad), run_dir=run)
+            train(toy_config(tmp_path, bad), run_dir=run)
         with pytest.raises(ValueError):
-            train(_cfg(tmp_path, bad))
+            train(toy_config(tmp_path, bad))
         assert not run.exists() and not (tmp_path / "runs").exists()
-    train(_cfg(tmp_path, "train.iterations=2"), run_dir=run)
+    train(toy_config(tmp_path, "train.iterations=2"), run_dir=run)
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["iterations"] == 2
-    train(_cfg(tmp_path, "train.iterations=3"), resume=run)
+    train(toy_config(tmp_path, "train.iterations=3"), resume=run)
     assert [r["iteration"] for r in read_metrics(run)] == [1, 2, 3]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["iterations"] == 3
     assert "train.iterations" in (run / RESUMES_FILE).read_text()
 
 
 def test_a_refused_resume_names_the_keys_that_differ(tmp_path: Path) -> None:
-    run = train(_cfg(tmp_path, "train.iterations=2"), run_dir=tmp_path / "run")
+    run = train(toy_config(tmp_path, "train.iterations=2"), run_dir=tmp_path / "run")
     config_before = (run / "config.yaml").read_bytes()
     with pytest.raises(CheckpointError) as exc:
-        train(_cfg(tmp_path, "train.iterations=3", "ppo.lr=0.5", "train.seed=4"), resume=run)
+        train(toy_config(tmp_path, "train.iterations=3", "ppo.lr=0.5", "train.seed=4"), resume=run)
     message = str(exc.value)
     assert "differing in: ppo.lr 0.0003 -> 0.5, train.seed 0 -> 4" in message
     assert "only train.iterations, train.total_env_steps" in message

@@ -18,7 +18,7 @@ from meta_rl.agent.task_model import (
 from meta_rl.experiment import TaskModelConfig
 
 if TYPE_CHECKING:
-    from tests.conftest import Margins
+    from conftest import Margins
 
 torch.set_num_threads(1)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_privileged import _cfg, one_iteration
 
+from helpers.configs import pick_place_config
+from helpers.training import one_iteration
 from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import ConfigError, to_dict
@@ -30,11 +31,13 @@ REVEALED = ("env.kwargs.reveal_task=true", "encoder.use_context=false")
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny revealed-task teacher on pick-place, trained for 2 iterations."""
-    return train(_cfg(tmp_path_factory.mktemp("teacher"), *REVEALED, "train.iterations=2"))
+    return train(
+        pick_place_config(tmp_path_factory.mktemp("teacher"), *REVEALED, "train.iterations=2")
+    )
 
 
 def _student(tmp_path: Path, teacher: Path, *overrides: str) -> ExperimentConfig:
-    return _cfg(
+    return pick_place_config(
         tmp_path,
         f"privileged.teacher={teacher}",
         "privileged.task_inference_weight=1.0",
@@ -208,7 +211,7 @@ def test_bad_teacher_settings_are_refused_naming_the_key(
 def test_a_teacher_that_is_missing_or_does_not_fit_is_refused_before_anything_is_written(
     tmp_path: Path, teacher: Path
 ) -> None:
-    hidden_teacher = train(_cfg(tmp_path / "hidden", "encoder.use_context=false"))
+    hidden_teacher = train(pick_place_config(tmp_path / "hidden", "encoder.use_context=false"))
     student_run = train(_student(tmp_path / "student", teacher))
     cases = [
         (tmp_path / "nowhere", (), r"privileged\.teacher: checkpoint .* does not exist"),

@@ -1,4 +1,4 @@
-"""The trainer on a tiny task family written in the tests (toy/PointGoal-v0, test_vector.py)."""
+"""The trainer on a tiny task family written in the tests (toy/PointGoal-v0, helpers/toy_family)."""
 
 from __future__ import annotations
 
@@ -8,51 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_vector  # noqa: F401  (registers toy/PointGoal-v0)
 import torch
 import yaml
 
+from helpers.configs import toy_config
+from helpers.params import assert_same_params, checkpoint_params
+from helpers.paths import ROOT
 from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.checkpoint import CheckpointError, load_checkpoint
-from meta_rl.experiment import ExperimentConfig, load_experiment
 from meta_rl.logging import read_metrics
 from meta_rl.training.optim import apply_update
 from meta_rl.training.trainer import Trainer, train
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cfg(tmp_path: Path, *overrides: str) -> ExperimentConfig:
-    return load_experiment(
-        None,
-        [
-            "env.id=toy/PointGoal-v0",
-            "env.tasks_per_batch=4",
-            "env.eval_tasks=3",
-            "env.episodes_per_trial=2",
-            "env.episode_steps=8",
-            "train.iterations=3",
-            "train.eval_every=2",
-            "train.checkpoint_every=2",
-            "train.device=cpu",
-            "logging.wandb_mode=disabled",
-            "logging.progress_bar=false",
-            "ppo.minibatches=2",
-            "ppo.epochs=2",
-            "task_model.updates_per_iteration=2",
-            f"runs_dir={tmp_path / 'runs'}",
-            *overrides,
-        ],
-    )
-
-
-def _params(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)["networks"]
 
 
 def test_training_writes_metrics_checkpoints_and_a_loadable_agent(tmp_path: Path) -> None:
-    run_dir = train(_cfg(tmp_path))
+    run_dir = train(toy_config(tmp_path))
     assert run_dir.parent == tmp_path / "runs"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["env"]["id"] == "toy/PointGoal-v0"
     records = read_metrics(run_dir)
@@ -82,21 +54,15 @@ def test_training_writes_metrics_checkpoints_and_a_loadable_agent(tmp_path: Path
 
 def test_a_time_budget_ends_the_run_like_a_last_iteration(tmp_path: Path) -> None:
     # A budget already spent after the first iteration: the run evaluates and checkpoints there.
-    run_dir = train(_cfg(tmp_path, "train.iterations=50", "train.max_minutes=1e-9"))
+    run_dir = train(toy_config(tmp_path, "train.iterations=50", "train.max_minutes=1e-9"))
     records = read_metrics(run_dir)
     assert [r["iteration"] for r in records] == [1]
     assert "adapt/return_ep2" in records[0]
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert names == ["best.pt", "ckpt_00000001.pt"]
     # A time budget is a budget: resuming with another one is allowed.
-    train(_cfg(tmp_path, "train.iterations=2", "train.max_minutes=10"), resume=run_dir)
+    train(toy_config(tmp_path, "train.iterations=2", "train.max_minutes=10"), resume=run_dir)
     assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2]
-
-
-def _same_params(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
 
 
 @pytest.mark.parametrize("rl_gradients", [False, True])
@@ -104,16 +70,16 @@ def test_killed_and_resumed_run_makes_the_same_next_update(
     tmp_path: Path, rl_gradients: bool
 ) -> None:
     over = (f"encoder.rl_gradients={str(rl_gradients).lower()}", "train.checkpoint_every=1")
-    full = train(_cfg(tmp_path / "a", "train.iterations=3", *over))
-    killed = train(_cfg(tmp_path / "b", "train.iterations=2", *over))
+    full = train(toy_config(tmp_path / "a", "train.iterations=3", *over))
+    killed = train(toy_config(tmp_path / "b", "train.iterations=2", *over))
     # Killed after logging iteration 3 but before its checkpoint: that record is dropped.
     with (killed / "metrics.jsonl").open("a") as f:
         f.write('{"iteration": 3, "env_steps": 192}\n')
     # The "killed" run's last checkpoint is iteration 2; resume it to iteration 3.
-    resumed = train(_cfg(tmp_path / "b", "train.iterations=3", *over), resume=killed)
+    resumed = train(toy_config(tmp_path / "b", "train.iterations=3", *over), resume=killed)
     assert resumed == killed
     ckpt = "checkpoints/ckpt_00000003.pt"
-    _same_params(_params(full / ckpt), _params(resumed / ckpt))
+    assert_same_params(checkpoint_params(full / ckpt), checkpoint_params(resumed / ckpt))
     full_opt = load_checkpoint(full / ckpt)["trainer"]["ppo_opt"]["state"]
     res_opt = load_checkpoint(resumed / ckpt)["trainer"]["ppo_opt"]["state"]
     torch.testing.assert_close(full_opt[0]["exp_avg"], res_opt[0]["exp_avg"], atol=1e-6, rtol=0)
@@ -123,16 +89,16 @@ def test_killed_and_resumed_run_makes_the_same_next_update(
 
 
 def test_resume_refuses_another_config_and_corrupt_checkpoints(tmp_path: Path) -> None:
-    run_dir = train(_cfg(tmp_path, "train.iterations=2"))
+    run_dir = train(toy_config(tmp_path, "train.iterations=2"))
     with pytest.raises(CheckpointError, match=r"config hash"):
-        train(_cfg(tmp_path, "train.iterations=3", "ppo.lr=0.01"), resume=run_dir)
+        train(toy_config(tmp_path, "train.iterations=3", "ppo.lr=0.01"), resume=run_dir)
     last = run_dir / "checkpoints" / "ckpt_00000002.pt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) - 100])
     with pytest.raises(CheckpointError, match=r"corrupt"):
-        train(_cfg(tmp_path, "train.iterations=3"), resume=run_dir)
+        train(toy_config(tmp_path, "train.iterations=3"), resume=run_dir)
     with pytest.raises(CheckpointError, match=r"not a run directory"):
-        train(_cfg(tmp_path), resume=tmp_path / "nowhere")
+        train(toy_config(tmp_path), resume=tmp_path / "nowhere")
 
 
 def test_apply_update_skips_non_finite_loss_and_gradient() -> None:
@@ -169,7 +135,7 @@ def test_non_finite_updates_are_skipped_then_stop_the_run_keeping_the_last_check
         return terms
 
     monkeypatch.setattr(ppo_update_mod, "ppo_loss", flaky)
-    cfg = _cfg(
+    cfg = toy_config(
         tmp_path,
         "train.iterations=5",
         "train.checkpoint_every=1",
@@ -185,7 +151,7 @@ def test_non_finite_updates_are_skipped_then_stop_the_run_keeping_the_last_check
     # The skipped updates leave the policy as it was after the last good update (its
     # observation normaliser still moves with the data).
     calls["n"] = 0
-    trainer = Trainer(_cfg(tmp_path / "direct", "train.max_consecutive_nonfinite=10"), None)
+    trainer = Trainer(toy_config(tmp_path / "direct", "train.max_consecutive_nonfinite=10"), None)
     try:
         start = {k: v.clone() for k, v in trainer.networks.policy.state_dict().items()}
         trainer.iteration()
@@ -202,7 +168,7 @@ def test_non_finite_updates_are_skipped_then_stop_the_run_keeping_the_last_check
 
 
 def test_nan_rewards_from_the_env_never_reach_the_parameters(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, "env.kwargs={nan_reward: true}", "train.max_consecutive_nonfinite=2")
+    cfg = toy_config(tmp_path, "env.kwargs={nan_reward: true}", "train.max_consecutive_nonfinite=2")
     run_dir = train(cfg)
     records = read_metrics(run_dir)
     assert records[-1]["train/stopped_nonfinite"] == 1.0
@@ -210,14 +176,14 @@ def test_nan_rewards_from_the_env_never_reach_the_parameters(tmp_path: Path) -> 
 
 
 def test_maml_enabled_trains_and_logs_the_inner_loop(tmp_path: Path) -> None:
-    run_dir = train(_cfg(tmp_path, "maml.enabled=true", "train.iterations=2"))
+    run_dir = train(toy_config(tmp_path, "maml.enabled=true", "train.iterations=2"))
     last = read_metrics(run_dir)[-1]
     assert last["maml/inner_loss_post"] < last["maml/inner_loss_pre"]
     assert "maml/step_size/actor.4.weight" in last  # the output layer (adapt_layers: last)
 
 
 def test_wandb_offline_files_go_into_the_run_dir(tmp_path: Path) -> None:
-    run_dir = train(_cfg(tmp_path, "train.iterations=2", "logging.wandb_mode=offline"))
+    run_dir = train(toy_config(tmp_path, "train.iterations=2", "logging.wandb_mode=offline"))
     (run,) = (run_dir / "wandb").glob("offline-run-*")
     (log,) = run.glob("run-*.wandb")
     data = log.read_bytes()
@@ -228,11 +194,13 @@ def test_wandb_offline_files_go_into_the_run_dir(tmp_path: Path) -> None:
 
 def test_cli_train_and_resume_subprocess(tmp_path: Path) -> None:
     config = tmp_path / "toy.yaml"
-    cfg = _cfg(tmp_path, "train.iterations=1")
+    cfg = toy_config(tmp_path, "train.iterations=1")
     from meta_rl.config import save_config_yaml
 
     save_config_yaml(cfg, config)
-    boot = "import sys, test_vector; from meta_rl.cli import main; sys.exit(main(sys.argv[1:]))"
+    boot = (
+        "import sys, helpers.toy_family; from meta_rl.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     env_path = {"PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
     import os
 

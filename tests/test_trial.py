@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-import test_vector
 
-from meta_rl.task_envs.vector import make_task_vector_env
+from helpers.toy_family import TOY_ID
+from meta_rl.task_envs.vector import TaskVectorEnvLike, make_task_vector_env
 from meta_rl.trial import Step, run_trial
 
 
@@ -40,14 +42,15 @@ class _Recorder:
         self.episodes_ended += 1
 
 
-def _env(**kwargs: object):  # type: ignore[no-untyped-def]
-    venv = make_task_vector_env(test_vector.TOY_ID, 2, **kwargs)
+def _env(**kwargs: Any) -> TaskVectorEnvLike:
+    venv = make_task_vector_env(TOY_ID, 2, **kwargs)
     venv.set_tasks(venv.task_distribution.sample(2, "train", np.random.default_rng(0)))
     return venv
 
 
 def test_fixed_length_fills_the_slot_after_an_early_end() -> None:
-    agent, steps = _Recorder(), []
+    agent = _Recorder()
+    steps: list[Step] = []
     out = run_trial(
         _env(end_at=3),
         agent,

@@ -8,8 +8,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
-from test_evaluation import StillAgent
 
+from helpers.agents import StillAgent
 from meta_rl.evaluation.toy import ToyTask, register_toy_env
 from meta_rl.evaluation.video import (
     describe_object,

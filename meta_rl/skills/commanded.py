@@ -87,12 +87,14 @@ features after the goal: ``envs.tasks.Task.features``)."""
 def _feature_box(
     task_distribution: Any, pad: float = GOAL_BOX_PAD
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` (9,) of the task features of every split of ``task_distribution`` (4,096
-    tasks of each, drawn with a fixed seed), the goal's 3 columns padded by ``pad`` metres."""
+    """``(low, high)`` (9,) of the task features of the train and test splits of
+    ``task_distribution`` (4,096 tasks of each, drawn with a fixed seed), the goal's 3 columns
+    padded by ``pad`` metres. The edge split stays out: the command space is the one the shipped
+    agents were trained with, and an edge object's property lies beyond it by design."""
     every = np.array(
         [
             t.features()
-            for split in task_distribution.splits
+            for split in ("train", "test")
             for t in task_distribution.sample(4096, split, np.random.default_rng(0))
         ]
     )
@@ -102,8 +104,8 @@ def _feature_box(
 
 
 def goal_box(task_distribution: Any, pad: float = GOAL_BOX_PAD) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` (3,) of the goals of every split of ``task_distribution`` (4,096 tasks of
-    each, drawn with a fixed seed), padded by ``pad`` metres."""
+    """``(low, high)`` (3,) of the goals of the train and test splits of ``task_distribution``
+    (4,096 tasks of each, drawn with a fixed seed), padded by ``pad`` metres."""
     low, high = _feature_box(task_distribution, pad)
     return low[:3], high[:3]
 
