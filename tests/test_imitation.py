@@ -489,12 +489,31 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
         assert abs(float(log_var.exp().mean()) - error) < 1e-5
     if refine:
         _check_no_refine_evaluation(full, tmp_path)
+        _check_exploration_trace(full)
     else:
         from meta_rl.evaluation.config import EvalConfig
         from meta_rl.evaluation.runner import evaluate_checkpoint
 
         with pytest.raises(ValueError, match=r"no_refine: checkpoint .* does not refine"):
             evaluate_checkpoint(full, EvalConfig(no_refine=True, wandb_mode="disabled"))
+
+
+def _check_exploration_trace(run: Path) -> None:
+    """The episode-1 trace of a particle student: per step its actions, the hypotheses it
+    read (particles of the bank, standardised), the posterior's effective size (the bank's
+    before any evidence) and the reward so far."""
+    from meta_rl.evaluation.exploration import exploration_table, trace_checkpoint
+
+    trace = trace_checkpoint(str(run), num_tasks=3, task_seed=1)
+    steps = 6  # env.episode_steps of the tiny config
+    assert trace.actions.shape == (3, steps, 1) and trace.success.shape == (3,)
+    assert trace.hypotheses is not None and trace.features is not None
+    assert trace.hypotheses.shape == (3, steps, 1) and trace.features.shape == (3, 1)
+    assert trace.particles is not None and trace.particles.shape == (3, steps)
+    assert bool((trace.particles <= 16 + 1e-6).all()) and bool((trace.particles >= 1 - 1e-6).all())
+    assert trace.particles[:, -1].mean() < 16  # the rewards have weighed the particles
+    assert trace.reward_so_far.shape == (3, steps)
+    assert len(exploration_table(trace).splitlines()) == 2 + len({0, 1, 2, 3, 4, 5})
 
 
 def _check_no_refine_evaluation(run: Path, tmp_path: Path) -> None:

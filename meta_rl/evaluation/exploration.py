@@ -23,7 +23,13 @@ from meta_rl.evaluation.protocol import make_eval_env, sample_tasks, set_env_tas
 from meta_rl.task_envs.family import task_features_of
 from meta_rl.trial import Step, run_trial
 
-__all__ = ["ExplorationTrace", "exploration_table", "feature_correlations", "trace_exploration"]
+__all__ = [
+    "ExplorationTrace",
+    "exploration_table",
+    "feature_correlations",
+    "trace_checkpoint",
+    "trace_exploration",
+]
 
 
 @dataclass(frozen=True)
@@ -146,3 +152,29 @@ def exploration_table(trace: ExplorationTrace, at: Sequence[int] | None = None) 
         cells.append(f"{float(trace.reward_so_far[:, t].mean()):.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def trace_checkpoint(
+    checkpoint: str,
+    *,
+    num_tasks: int,
+    split: str = "test",
+    task_seed: int = 0,
+    env_seed: int = 0,
+) -> ExplorationTrace:
+    """:func:`trace_exploration` of a run directory's or checkpoint file's agent (its best
+    checkpoint), on its own env and env arguments and episode length."""
+    from meta_rl.checkpoint import locate
+    from meta_rl.evaluation.runner import clean_env_kwargs, family_of, load_meta_agent
+
+    agent = load_meta_agent(locate(checkpoint).file, "cpu")
+    return trace_exploration(
+        agent,
+        family_of(agent),
+        num_tasks=num_tasks,
+        split=split,
+        task_seed=task_seed,
+        env_seed=env_seed,
+        env_kwargs=clean_env_kwargs(agent.env_kwargs),
+        episode_steps=agent.config.env.episode_steps,
+    )
