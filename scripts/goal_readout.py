@@ -1,12 +1,6 @@
 """How well the place reward locates a hidden pick-place goal: an identifiability check.
 
-A scripted searcher (the pick-place oracle, whose carry target is a fixed tour of waypoints
-around the object's start instead of the goal) grasps the object and carries it through the
-tour on many train-split tasks. A small MLP then learns to predict the goal from what the tour
-observed: the object's displacement from its start and the place term of the reward, every few
-steps. Its error on held-out tours is how far the place term's readings (the only reward term
-that depends on the goal) locate the goal, an upper bound for any context encoder; the same MLP
-without the reward readings (object displacements only) gives the goal prior's error.
+The tours, the fits and the maths are :mod:`meta_rl.evaluation.goal_readout`.
 
     python scripts/goal_readout.py --place-scales 10 3 [--tasks 3000]
 
@@ -17,78 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-from torch import nn
-
-from envs.batched import make_batched
-from envs.oracles import PickPlaceOracle
-
-# Tour waypoints relative to the object's start, metres (the goals lie 6-22 cm above it, at
-# least 8 cm from it horizontally): one leg per waypoint after the grasp.
-TOUR = np.array(
-    [[0.0, 0.0, 0.14], [0.12, 0.0, 0.14], [0.0, 0.12, 0.2], [-0.12, 0.0, 0.1], [0.0, -0.12, 0.2]]
-)
-GRASP_STEPS = 40  # steps before the tour starts (the oracle grasps within them)
-LEG_STEPS = 22  # steps per waypoint
-EVERY = 3  # subsampling of the readings
-
-
-class TourOracle(PickPlaceOracle):
-    """The pick-place oracle carrying the object through :data:`TOUR` instead of to the goal."""
-
-    def __init__(self, obs_slices: dict[str, slice], start: np.ndarray) -> None:
-        super().__init__(obs_slices)
-        self.start = start
-        self.t = 0
-
-    def carry_target(self, goal: np.ndarray) -> np.ndarray:
-        leg = min(max(self.t - GRASP_STEPS, 0) // LEG_STEPS, len(TOUR) - 1)
-        return self.start + TOUR[leg]
-
-
-def tours(place_scale: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(displacements (n, S, 3), place readings (n, S), goals relative to the start (n, 3))``
-    of ``n`` tours on train-split tasks."""
-    env = make_batched("metarl/PickPlace-v0", n, reveal_task=True, place_scale=place_scale)
-    try:
-        tasks = env.task_distribution.sample(n, "train", np.random.default_rng(seed))
-        env.set_tasks(tasks)
-        obs, _ = env.reset(seed=seed)
-        s = env.obs_slices
-        start = obs[:, s["object_pos"]].copy()
-        oracle = TourOracle(s, start)
-        disp, place = [], []
-        for t in range(env.max_episode_steps):
-            oracle.t = t
-            obs, _, _, _, info = env.step(oracle(obs))
-            if t % EVERY == 0:
-                disp.append(obs[:, s["object_pos"]] - start)
-                place.append(np.asarray(info["reward_place"]))
-        goals = np.array([task.goal for task in tasks]) - start
-    finally:
-        env.close()
-    return np.stack(disp, 1), np.stack(place, 1), goals
-
-
-def fit_error(x: np.ndarray, y: np.ndarray, n_train: int, seed: int, steps: int = 3000) -> float:
-    """Mean Euclidean error (m) on rows ``n_train:`` of an MLP regressing ``y`` on ``x``, fit
-    with ``steps`` Adam steps on rows ``:n_train``."""
-    torch.manual_seed(seed)
-    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    mu, sd = xt[:n_train].mean(0), xt[:n_train].std(0) + 1e-6
-    xt = (xt - mu) / sd
-    net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
-    net.append(nn.Linear(256, y.shape[1]))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
-    for _ in range(steps):
-        idx = torch.randint(0, n_train, (256,))
-        loss = ((net(xt[idx]) - yt[idx]) ** 2).sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return float((net(xt[n_train:]) - yt[n_train:]).norm(dim=-1).mean())
+from meta_rl.evaluation.goal_readout import MIN_TOURS, TABLE_HEADER, goal_readout
 
 
 def main() -> None:
@@ -98,17 +21,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fit-steps", type=int, default=3000, help="Adam steps per fit.")
     args = parser.parse_args()
-    if args.tasks < 10:
-        parser.error(f"--tasks: got {args.tasks}; allowed: >= 10")
-    n_train = int(0.8 * args.tasks)
-    print(f"{'place_scale':>11} {'prior error':>12} {'with readings':>14}  (cm, held-out tours)")
+    if args.tasks < MIN_TOURS:
+        parser.error(f"--tasks: got {args.tasks}; allowed: >= {MIN_TOURS}")
+    print(TABLE_HEADER)
     for scale in args.place_scales:
-        disp, place, goals = tours(scale, args.tasks, args.seed)
-        without = disp.reshape(len(disp), -1)
-        with_readings = np.concatenate([without, place], axis=1)
-        prior = fit_error(without, goals, n_train, args.seed, args.fit_steps)
-        readout = fit_error(with_readings, goals, n_train, args.seed, args.fit_steps)
-        print(f"{scale:>11g} {prior * 100:>12.1f} {readout * 100:>14.1f}")
+        errors = goal_readout(scale, tasks=args.tasks, seed=args.seed, fit_steps=args.fit_steps)
+        print(errors.row())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The fingerprint of pyproject.toml's dependency ranges that each lock in requirements/ records.
 
-``bash scripts/lock.sh`` writes it into the locks' headers; ``tests/test_lock.py`` recomputes it,
-so a changed range without a refreshed lock fails the tests.
+``bash scripts/lock.sh`` writes it into the locks' headers; ``tests/test_lock.py`` runs this script
+and compares, so a changed range without a refreshed lock fails the tests.
 
 Usage: ``python scripts/lock_hash.py [pyproject.toml]`` prints the fingerprint.
 """

@@ -1,17 +1,17 @@
-"""scripts/bench_collection_overlap.py: its figures, grouped against one-env trials, the command."""
+"""The collection-overlap benchmark (meta_rl.training.collection_overlap): its figures, grouped
+against one-env trials, and the command (scripts/bench_collection_overlap.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from meta_rl.experiment import load_experiment
+from meta_rl.training.collection_overlap import measure_collection
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -23,20 +23,9 @@ TINY = [
 ]
 
 
-def _script() -> ModuleType:
-    path = ROOT / "scripts/bench_collection_overlap.py"
-    spec = importlib.util.spec_from_file_location("bench_collection_overlap", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_groups_on_threads_collect_the_same_trials_as_one_env() -> None:
-    bench = _script()
     cfg = load_experiment(ROOT / "configs/pick_place.yaml", TINY)
-    result = bench.measure_collection(cfg, rounds=1, groups=2)
+    result = measure_collection(cfg, rounds=1, groups=2)
     # Each group's agent draws the whole batch's noise and keeps its rows: the same trials up
     # to the rounding of smaller matrix products.
     assert result["grouped_max_diff"] < 1e-3
@@ -50,10 +39,15 @@ def test_groups_on_threads_collect_the_same_trials_as_one_env() -> None:
 
 
 def test_groups_must_divide_the_meta_batch() -> None:
-    bench = _script()
     cfg = load_experiment(ROOT / "configs/pick_place.yaml", TINY)
     with pytest.raises(ValueError, match="--groups: got 3"):
-        bench.measure_collection(cfg, rounds=1, groups=3)
+        measure_collection(cfg, rounds=1, groups=3)
+
+
+def test_at_least_one_round_is_timed() -> None:
+    cfg = load_experiment(ROOT / "configs/pick_place.yaml", TINY)
+    with pytest.raises(ValueError, match=r"rounds: got 0; allowed: >= 1"):
+        measure_collection(cfg, rounds=0, groups=2)
 
 
 def test_the_command_writes_its_json(tmp_path: Path) -> None:

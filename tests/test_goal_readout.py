@@ -1,28 +1,21 @@
-"""scripts/goal_readout.py: the scripted tour, its readings and the command."""
+"""The goal readout (meta_rl.evaluation.goal_readout): the scripted tour, its readings, the fit,
+and the command (scripts/goal_readout.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
+import pytest
+
+from meta_rl.evaluation import goal_readout as gr
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("goal_readout", ROOT / "scripts/goal_readout.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_tour_lifts_the_object_through_its_waypoints_and_reads_the_place_term() -> None:
-    gr = _script()
     disp, place, goals = gr.tours(3.0, 6, seed=1)
     steps = -(-150 // gr.EVERY)
     assert disp.shape == (6, steps, 3) and place.shape == (6, steps) and goals.shape == (6, 3)
@@ -34,13 +27,17 @@ def test_the_tour_lifts_the_object_through_its_waypoints_and_reads_the_place_ter
 
 
 def test_the_fit_learns_a_readable_target_and_not_an_unreadable_one() -> None:
-    gr = _script()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 4))
     y = x[:, :3] * 0.1  # readable from x
     assert gr.fit_error(x, y, 500, seed=0, steps=400) < 0.03
     noise = rng.normal(size=(600, 3)) * 0.1  # not readable
     assert gr.fit_error(x, noise, 500, seed=0, steps=400) > 0.12
+
+
+def test_the_readout_refuses_too_few_tours_to_fit_and_score() -> None:
+    with pytest.raises(ValueError, match=r"tasks: got 9; allowed: >= 10"):
+        gr.goal_readout(10.0, tasks=9)
 
 
 def test_goal_readout_command(tmp_path: Path) -> None:

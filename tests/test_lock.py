@@ -7,8 +7,10 @@ pins a version outside pyproject.toml's range.
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -33,12 +35,20 @@ def _pins(path: Path) -> dict[str, list[tuple[Version, Marker | None]]]:
     return pins
 
 
+@functools.cache
 def _lock_hash() -> str:
-    spec = importlib.util.spec_from_file_location("lock_hash", ROOT / "scripts" / "lock_hash.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.dependencies_sha256(ROOT / "pyproject.toml"))
+    """The fingerprint of today's pyproject.toml, computed as ``bash scripts/lock.sh`` computes
+    the one it records: by running ``scripts/lock_hash.py`` (build tooling, standard library
+    only, so the lock refresh needs no installed toolkit)."""
+    done = subprocess.run(
+        [sys.executable, "scripts/lock_hash.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def _requirements() -> list[Requirement]:
@@ -102,8 +112,6 @@ def test_torch_pins_agree_across_stacks() -> None:
 
 
 def test_setup_refuses_an_unknown_stack() -> None:
-    import subprocess
-
     result = subprocess.run(
         ["bash", "-c", "source scripts/_setup_env.sh && METARL_STACK=gpu install_toolkit ."],
         cwd=ROOT,
