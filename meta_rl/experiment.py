@@ -721,13 +721,16 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "reward_model_lr",
             "observation_likelihood",
             "refine_steps",
-            "refine_top",
-            "refine_lr",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:
                 priv.pop(key, None)
             defaults.pop(key)
+        if priv.get("refine_steps", 0) == 0:
+            # Refinement off: its step size and count of particles decide nothing.
+            for key in ("refine_top", "refine_lr"):
+                priv.pop(key, None)
+                defaults.pop(key, None)
         if priv == defaults:
             data.pop("privileged")  # runs from before the privileged section keep their hash
     return data

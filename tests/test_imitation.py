@@ -173,6 +173,18 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
     )
     assert dagger["train"]["algorithm"] == "dagger"
     assert dagger["imitation"]["expert"] == "runs/x"
+    # Refinement's step size and count decide nothing while it is off; with it on, they do.
+    particles = ["privileged.teacher=runs/t", "privileged.hypotheses=particles"]
+
+    def priv(*over: str) -> dict[str, Any]:
+        out: dict[str, Any] = hashed_config(to_dict(load_experiment(None, [*particles, *over])))
+        return out["privileged"]
+
+    assert priv() == priv("privileged.refine_top=9", "privileged.refine_lr=0.5")
+    assert "refine_steps" not in priv() and "refine_top" not in priv()
+    on = priv("privileged.refine_steps=60")
+    assert (on["refine_steps"], on["refine_top"], on["refine_lr"]) == (60, 4, 0.05)
+    assert on != priv("privileged.refine_steps=60", "privileged.refine_top=9")
 
 
 @pytest.mark.parametrize(
