@@ -1,7 +1,6 @@
 """The MuJoCo pick-and-place task family: ``import envs`` registers the Gymnasium ids.
 
-``metarl/Reach-v0``, ``metarl/Push-v0``, ``metarl/PickPlace-v0`` and
-``metarl/PickPlaceCommanded-v0`` (string entry points);
+``metarl/Reach-v0``, ``metarl/Push-v0`` and ``metarl/PickPlace-v0`` (string entry points);
 ``gymnasium.make_vec`` on them builds the batched simulator (:func:`envs.make_batched`) unless
 another ``vectorization_mode`` is asked for.
 """
@@ -41,18 +40,6 @@ for _env_id, (_entry, _steps) in ENV_IDS.items():
             vector_entry_point="envs.batched:vector_entry_point_" + _entry.split(":")[1],
             max_episode_steps=_steps,
         )
-
-COMMANDED_ID = "metarl/PickPlaceCommanded-v0"
-"""Pick-place whose action is a goal command to a frozen skill (``meta_rl.skills.commanded``:
-it needs torch, so it lives with the agent; the id is registered here with the others)."""
-if COMMANDED_ID not in registry:
-    register(
-        id=COMMANDED_ID,
-        entry_point="meta_rl.skills.commanded:CommandedPickPlaceEnv",
-        vector_entry_point="meta_rl.skills.commanded:make_commanded_vector",
-        max_episode_steps=ENV_IDS["metarl/PickPlace-v0"][1],
-    )
-
 
 def make_batched(
     env_id: str, num_envs: int, *, num_threads: int | None = None, **env_kwargs: Any

@@ -41,7 +41,7 @@ class PickPlaceEnv(ArmEnv):
     readable across the workspace, so that a few readings locate the goal, at the cost of a
     flatter peak and of paying an object left on the table about as much as grasping and
     lifting it (a revealed-goal run with 3/m learnt nothing in 9.3M env steps;
-    docs/pick_place.md). Sparse: ``reward_success = success``.
+    docs/notes/2026-12-02-pick-place.md). Sparse: ``reward_success = success``.
     ``info["success"] = 1.0`` when the object's centre is within 0.05 m of the goal.
 
     ## Starting State, Episode End

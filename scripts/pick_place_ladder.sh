@@ -2,7 +2,7 @@
 # The pick-place ladder's training runs, side by side on one machine with a wall-clock budget:
 # each rung is one `metarl train` process on configs/pick_place_gpu.yaml with its own simulator
 # threads, all sharing the GPU (or the CPU). Then `metarl evaluate` (or bench-train --compare)
-# on the run dirs gives the held-out table (docs/pick_place.md).
+# on the run dirs gives the held-out table (docs/notes/2026-12-02-pick-place.md).
 #
 #   bash scripts/pick_place_ladder.sh OUT_DIR [RUNGS]
 #
@@ -46,7 +46,7 @@ rung_overrides() {
     critic_only) echo "privileged.task_inference_weight=0.0" ;;
     inference_only) echo "privileged.critic=false" ;;
     # privileged_no_rl_grad plus the information-gain reward for exploring (docs/privileged.md;
-    # weight 200 swamped the task reward on CPU, docs/pick_place.md).
+    # weight 200 swamped the task reward on CPU, docs/notes/2026-12-02-pick-place.md).
     info_gain) echo "encoder.rl_gradients=false privileged.info_gain_weight=20.0" ;;
     # Students of the revealed rung: its policy, fed the task features the head predicts from
     # the belief. FREEZE iterations of RMA's adaptation stage (only the encoder, the head and

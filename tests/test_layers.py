@@ -27,7 +27,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("task_envs", ("meta_rl.task_envs",)),
     ("agent", ("meta_rl.agent",)),
-    ("skills", ("meta_rl.skills",)),
     ("training", ("meta_rl.training",)),
     ("baselines", ("meta_rl.baselines",)),
     ("evaluation", ("meta_rl.evaluation",)),

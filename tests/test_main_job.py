@@ -131,3 +131,67 @@ def test_the_main_job_trains_its_teacher_first_then_the_student(tmp_path: Path) 
     assert teacher.name.startswith("teacher__3__")
     report = json.loads((student / "eval" / "eval.json").read_text())
     assert set(report["methods"]) >= {"meta-agent", "zero-shot"}
+
+
+@pytest.mark.slow
+def test_the_main_job_as_shipped_runs_end_to_end(tmp_path: Path) -> None:
+    """``bash scripts/demo.sh``'s command (``metarl run --config configs/default.yaml
+    --teacher-config configs/reach_teacher.yaml --showcase pretrained/pick_place_particles``),
+    its budget cut by overrides only, from the repository's shipped files: the teacher's run,
+    the student's run with its evaluation (eval.json, eval.md, the curves, a video), and the
+    showcase of the shipped agent with its own video."""
+    demo = (REPO / "scripts" / "demo.sh").read_text()
+    shipped = (
+        "metarl run --config configs/default.yaml --teacher-config configs/reach_teacher.yaml "
+        "\\\n  --showcase pretrained/pick_place_particles"
+    )
+    assert shipped in demo
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meta_rl",
+            "run",
+            "--config",
+            "configs/default.yaml",
+            "--teacher-config",
+            "configs/reach_teacher.yaml",
+            "--showcase",
+            "pretrained/pick_place_particles",
+            f"runs_dir={runs}",
+            "train.iterations=2",
+            "train.eval_every=1",
+            "env.tasks_per_batch=8",
+            "env.eval_tasks=4",
+            f"teacher.runs_dir={runs}",
+            "teacher.train.iterations=2",
+            "teacher.env.tasks_per_batch=8",
+            "teacher.env.eval_tasks=4",
+            "eval.num_tasks=3",
+            "eval.num_videos=1",
+            "eval.video_size=[96,96]",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in runs.iterdir())
+    assert [n.split("__")[0] for n in names] == ["default", "reach_teacher"], names
+    student = next(runs.glob("default__0__*"))
+    report = json.loads((student / "eval" / "eval.json").read_text())
+    assert set(report["methods"]) == {"meta-agent", "zero-shot"}
+    assert report["protocol"]["num_tasks"] == 3
+    for name in ("eval.md", "adaptation_curve.png", "return_curve.png"):
+        assert (student / "eval" / name).stat().st_size > 0, name
+    assert list((student / "eval" / "videos").glob("*.mp4"))
+    showcase = json.loads((student / "showcase" / "eval.json").read_text())
+    assert showcase["checkpoint"].endswith("pick_place_particles/best.pt")
+    assert showcase["protocol"]["num_tasks"] == 200 and showcase["protocol"]["task_seed"] == 1234
+    assert list((student / "showcase" / "videos").glob("*.mp4"))
+    assert "showcase:" in result.stdout

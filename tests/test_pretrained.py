@@ -15,23 +15,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (ROOT / "pretrained").iterdir() if p.is_dir())
 
 
-def _forty_test_tasks(episodes: int) -> EvalConfig:
-    """40 held-out tasks (test split, task seed 1234), deterministic actions."""
+def _readme_protocol(episodes: int, **controls: bool) -> EvalConfig:
+    """The READMEs' protocol: 200 held-out tasks (test split, task seed 1234), deterministic
+    actions, one trial per task (configs/eval/pick_place_ladder.yaml)."""
     return EvalConfig(
         split="test",
-        num_tasks=40,
+        num_tasks=200,
+        num_seeds=1,
         num_episodes=episodes,
         task_seed=1234,
         zero_shot=False,
         num_videos=0,
-        num_bootstrap=200,
+        num_bootstrap=1000,
         wandb_mode="disabled",
         progress_bar=False,
-    )
+    ).replace(**controls)
+
+
+TOLERANCE = 0.03
+"""How far below the lower bound of its README's interval a shipped agent's mean may fall on
+the README's own tasks before the test fails (other library versions move a few trials)."""
 
 
 def test_there_is_a_shipped_pick_place_agent() -> None:
-    assert {"pick_place", "pick_place_revealed"} <= {p.name for p in SHIPPED}
+    assert {"pick_place_particles", "pick_place_revealed"} <= {p.name for p in SHIPPED}
 
 
 @pytest.mark.parametrize("agent", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -44,37 +51,32 @@ def test_each_shipped_agent_has_its_checkpoint_config_and_command(agent: Path) -
     assert (agent / "config.yaml").is_file()
 
 
-def test_the_revealed_pick_place_agent_still_places_unseen_objects(tmp_path: Path) -> None:
-    """Its README reports 0.97 on 200 test tasks; 40 of them (0.93 when it was shipped) must
-    stay above 0.8, or the env or the agent code changed under it."""
-    cfg = _forty_test_tasks(episodes=1)
+@pytest.mark.slow
+def test_the_revealed_teacher_places_unseen_objects_as_its_readme_says(tmp_path: Path) -> None:
+    """README: 0.97 [0.94, 0.99] on the 200 tasks, one episode."""
+    cfg = _readme_protocol(episodes=1)
     agent = ROOT / "pretrained" / "pick_place_revealed"
     report = evaluate_checkpoint(agent, cfg, out_dir=tmp_path, wandb_root=tmp_path)
-    assert report.methods[0].curves["success"][0].mean >= 0.8
+    assert report.methods[0].curves["success"][0].mean >= 0.94 - TOLERANCE
 
 
-def test_the_shipped_meta_agent_still_finds_hidden_goals_on_unseen_objects(tmp_path: Path) -> None:
-    """Its README reports 0.94 / 0.98 / 0.98 on 200 test tasks; on 40 of them (0.925 / 0.95 /
-    0.975 when it was shipped) episode 3 must stay above 0.8 and not below episode 1, or the
-    env, the skill or the agent code changed under it."""
-    cfg = _forty_test_tasks(episodes=3)
-    report = evaluate_checkpoint(ROOT / "pretrained" / "pick_place", cfg, out_dir=tmp_path)
-    success = [c.mean for c in report.methods[0].curves["success"]]
-    assert success[2] >= 0.8 and success[2] >= success[0], success
-
-
-def test_the_particle_student_finds_hidden_goals_on_the_raw_arm(tmp_path: Path) -> None:
-    """``pretrained/pick_place_particles``: its README reports 0.83 in every episode on 200 test
-    tasks (zero-shot 0.14 / 0.14 / 0.11). On 40 of them (0.85 / 0.86 / 0.85, zero-shot 0.05 /
-    0.11 / 0.13, paired -0.80 / -0.75 / -0.72 when it was shipped) every episode must stay
-    above 0.7 and above its zero-shot control by 0.4 in the paired difference, or the env, the
+@pytest.mark.slow
+def test_the_particle_student_finds_hidden_goals_as_its_readme_says(tmp_path: Path) -> None:
+    """``pretrained/pick_place_particles`` on its README's 200 tasks: episode 3 at or above its
+    README's lower bound (0.92) minus the tolerance, a gain from episode 1 to 3 whose interval
+    is above 0, above its zero-shot control in every episode (paired), and above the same
+    agent without refinement in episode 3 (paired): what the README says, or the env, the
     teacher's policy, the reward model or the particle posterior changed under it."""
-    cfg = _forty_test_tasks(episodes=3).replace(zero_shot=True)
+    cfg = _readme_protocol(episodes=3, zero_shot=True, no_refine=True)
     report = evaluate_checkpoint(
         ROOT / "pretrained" / "pick_place_particles", cfg, out_dir=tmp_path
     )
-    agent, control = report.methods[0], report.methods[1]
+    by_name = {m.name: m for m in report.methods}
+    agent = by_name["meta-agent"]
     success = [c.mean for c in agent.curves["success"]]
-    assert min(success) >= 0.7, success
-    paired = [d.mean for d in control.vs_reference["success"]]
-    assert max(paired) <= -0.4, paired
+    assert success[2] >= 0.92 - TOLERANCE, success
+    assert agent.gains["success"].ci_low > 0.0, agent.gains["success"]
+    control = by_name["zero-shot"].vs_reference["success"]
+    assert max(d.ci_high for d in control) < 0.0, control
+    unrefined = by_name["no-refine"].vs_reference["success"]
+    assert unrefined[2].ci_high < 0.0, unrefined

@@ -5,8 +5,8 @@ Training writes the run directory (config, metrics, checkpoints, W&B); evaluatio
 Overrides prefixed with ``eval.`` go to the evaluation config, all others to the experiment.
 With ``--teacher-config YAML`` it first trains a teacher (a revealed-task policy) on that config
 and makes the run its student (docs/imitation.md).
-With ``--showcase CHECKPOINT`` (the README's main job passes ``pretrained/pick_place``, the
-shipped pick-place agent) it then evaluates that agent too, into ``<run>/showcase/``: its
+With ``--showcase CHECKPOINT`` (the README's main job passes ``pretrained/pick_place_particles``,
+the shipped pick-place agent) it then evaluates that agent too, into ``<run>/showcase/``: its
 adaptation curve on unseen objects and its episode-1-beside-episode-K videos.
 """
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="CHECKPOINT",
         help="After the run's own evaluation, evaluate this trained agent too (a run directory "
-        "or checkpoint, e.g. pretrained/pick_place) into RUN/showcase/.",
+        "or checkpoint, e.g. pretrained/pick_place_particles) into RUN/showcase/.",
     )
     parser.add_argument(
         "--showcase-config",

@@ -78,7 +78,7 @@ class TaskSyncVectorEnv(SyncVectorEnv):
 
 def _batched_creator(env_id: str) -> Callable[..., TaskVectorEnvLike] | None:
     """The batched simulator of one of our ``metarl/`` ids: its registered vector entry point
-    (``envs.batched`` for the arm envs, ``meta_rl.skills.commanded`` for the commanded one);
+    (``envs.batched`` for the arm envs);
     None for other families and without ``envs``."""
     if not env_id.startswith("metarl/"):
         return None
