@@ -26,10 +26,10 @@ LEARNING_PATH = sorted(
                 "privileged",
                 "teacher",
                 "state",
-                "checkpoint",
                 "optim",
             )
         ),
+        ROOT / "meta_rl" / "checkpoint.py",
         ROOT / "meta_rl" / "trial.py",
     ]
 )
