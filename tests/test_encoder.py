@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from helpers.encoder import random_transitions, small_encoder
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.agent_networks import AgentNetworks
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.experiment import ExperimentConfig
 
 torch.set_num_threads(1)

@@ -14,8 +14,9 @@ import torch
 from envs.tasks import SHAPE_GEOMETRY, Task
 from helpers.configs import pick_place_config
 from helpers.training import one_iteration
+from meta_rl.agent.agent_networks import AgentNetworks
 from meta_rl.agent.encoder import ContextEncoder
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.agent.privileged import TaskInferenceHead
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.checkpoint import load_checkpoint

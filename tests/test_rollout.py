@@ -7,7 +7,8 @@ import torch
 
 from helpers.agents import toy_agent
 from helpers.toy_family import TOY_ID
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.agent_networks import AgentNetworks
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.experiment import ExperimentConfig
 from meta_rl.task_envs.vector import make_task_vector_env
 from meta_rl.training.rollout import collect_trials

@@ -17,6 +17,7 @@ import torch
 from helpers.agents import toy_agent
 from helpers.configs import toy_maml_config
 from helpers.toy_family import TOY_ID
+from meta_rl.agent.agent_networks import AgentNetworks
 from meta_rl.agent.maml import (
     PolicyGradientBatch,
     batched_loss,
@@ -24,7 +25,7 @@ from meta_rl.agent.maml import (
     merge_rollouts,
     policy_gradient_inner_loss,
 )
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.evaluation.config import EvalConfig
 from meta_rl.evaluation.protocol import sample_tasks
 from meta_rl.evaluation.runner import Method, evaluate_methods

@@ -75,7 +75,7 @@ def test_a_shipped_config_builds_its_networks(path: str) -> None:
     student's with the width of its family's task features)."""
     import numpy as np
 
-    from meta_rl.agent.meta_agent import AgentNetworks
+    from meta_rl.agent.agent_networks import AgentNetworks
     from meta_rl.task_envs.family import find_task_env, make_env, register_family, task_features_of
 
     cfg = load_experiment(ROOT / path)

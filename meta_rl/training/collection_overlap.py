@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.agent_networks import AgentNetworks
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.agent.policy import ActorCritic
 from meta_rl.experiment import ExperimentConfig
 from meta_rl.task_envs.family import register_family, resolve_episode_steps

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from meta_rl.agent.meta_agent import AgentNetworks
+from meta_rl.agent.agent_networks import AgentNetworks
 from meta_rl.agent.task_model import TrialTensors, elbo_loss
 from meta_rl.experiment import TaskModelConfig
 from meta_rl.training.optim import GuardedOptimizer

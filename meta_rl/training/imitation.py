@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from meta_rl.agent.meta_agent import AgentNetworks
+from meta_rl.agent.agent_networks import AgentNetworks
 from meta_rl.agent.privileged import PRIVILEGED_MODULES
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.checkpoint import agent_state_from_payload, load_checkpoint, locate

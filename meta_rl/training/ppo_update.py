@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from meta_rl.agent.agent_networks import AgentNetworks
 from meta_rl.agent.encoder import Belief, ContextEncoder
-from meta_rl.agent.meta_agent import AgentNetworks
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.experiment import ExperimentConfig
 from meta_rl.training.distributed import all_reduce_sum

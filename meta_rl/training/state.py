@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from meta_rl.agent.meta_agent import AgentNetworks
+from meta_rl.agent.agent_networks import AgentNetworks
 from meta_rl.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,

@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from meta_rl.agent.advantages import compute_gae
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.agent_networks import AgentNetworks
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.agent.privileged import inference_targets
 from meta_rl.agent.task_model import TrialTensors, final_belief_error
 from meta_rl.checkpoint import (

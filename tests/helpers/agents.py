@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from meta_rl.agent.meta_agent import AgentNetworks, MetaAgent
+from meta_rl.agent.agent_networks import AgentNetworks
+from meta_rl.agent.meta_agent import MetaAgent
 from meta_rl.experiment import ExperimentConfig
 
 
