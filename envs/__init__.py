@@ -41,6 +41,7 @@ for _env_id, (_entry, _steps) in ENV_IDS.items():
             max_episode_steps=_steps,
         )
 
+
 def make_batched(
     env_id: str, num_envs: int, *, num_threads: int | None = None, **env_kwargs: Any
 ) -> BatchedArmEnv:
