@@ -472,7 +472,11 @@ def test_evaluate_command_end_to_end_on_a_trained_checkpoint(
         assert set(entry) == METHOD_KEYS
         assert len(entry["success"]) == 2  # K = 2 in configs/eval/smoke.yaml
         assert np.asarray(entry["per_trial"]["return"]).shape == (4, 2)
-        assert all(0.0 <= s["mean"] <= 1.0 for s in entry["success"])
+        per_trial = np.asarray(entry["per_trial"]["success"], dtype=float)  # (trials, K)
+        assert set(np.unique(per_trial)) <= {0.0, 1.0}
+        for k, s in enumerate(entry["success"]):  # each episode's mean is its trials' mean
+            assert s["mean"] == pytest.approx(per_trial[:, k].mean())
+            assert s["ci_low"] <= s["mean"] <= s["ci_high"]
     assert data["methods"]["scratch-ppo"]["kind"] == "scratch"
     # Episodes as long as in training (configs/smoke.yaml: env.episode_steps = 10).
     assert data["protocol"]["episode_steps"] == 10
