@@ -185,6 +185,7 @@ class MetaAgent:
                 num_envs,
                 temperature=self.config.privileged.likelihood_temperature,
                 generator=self.generator,
+                keep_history=self.refine_steps > 0,  # only refinement reads the trial back
             )
 
     def effective_particles(self) -> np.ndarray | None:

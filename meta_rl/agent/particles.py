@@ -102,8 +102,11 @@ class ParticlePosterior:
         *,
         temperature: float,
         generator: torch.Generator,
+        keep_history: bool = True,
     ) -> None:
         self.model = model
+        self.keep_history = keep_history
+        """Keep the trial's transitions for :meth:`refine` (off: nothing is stored per step)."""
         self.bank = particles
         self.particles = particles
         """``(P, F)`` (the bank, shared by every row) or, once refined, ``(N, P + R, F)``."""
@@ -129,7 +132,8 @@ class ParticlePosterior:
         actions, raw rewards ``(N,)``); rows with ``mask`` false are left as they are."""
         with torch.no_grad():
             valid = torch.ones_like(reward) if mask is None else mask.to(reward.dtype)
-            self._history.append((obs, action, reward, next_obs, valid))
+            if self.keep_history:
+                self._history.append((obs, action, reward, next_obs, valid))
             self._weigh(self._reward_loglik(self.particles, obs, action, reward, next_obs, valid))
 
     def _reward_loglik(
@@ -204,7 +208,7 @@ class ParticlePosterior:
         if steps < 1 or history is None:
             return
         n, p = self.log_weights.shape[0], self.bank.shape[0]
-        rows = self.particles if self.particles.dim() == 3 else self.particles.expand(n, -1, -1)
+        rows = self._rows()
         k = min(top, rows.shape[1])
         best = self.log_weights.topk(k, dim=1).indices  # (N, k)
         h = rows.gather(1, best.unsqueeze(-1).expand(-1, -1, rows.shape[-1])).detach()
