@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,7 +80,9 @@ def test_full_agent_and_ablations_on_push(
     print("\n" + summary["table"])  # the comparison table (pytest -s shows it)
     for name, r in results.items():
         assert len(r["success"]) == len(r["return"]) == 3, name
-        assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in r["success"]), name
+        # Each episode's in-loop success is a share of the run's 16 held-out trials.
+        assert all(math.isclose(v * 16, round(v * 16), abs_tol=1e-9) for v in r["success"]), name
+        assert all(0.0 <= v <= 1.0 for v in r["success"]), name
         assert all(math.isfinite(v) for v in r["return"]), name
         assert r["env_steps"] == 60 * 8 * 3 * 50, name
     # The MAML agents learned their step sizes; the context-only agent has none.
@@ -107,11 +110,29 @@ def test_full_agent_and_ablations_on_push(
     # One evaluation of every agent and its zero-shot control on the same held-out tasks.
     names = ["full", "context_only", "maml_only"]
     assert list(summary["eval"]) == [n for name in names for n in (name, f"{name} zero-shot")]
-    for name, curves in summary["eval"].items():
-        assert len(curves["success"]) == 3, name
-        for c in curves["success"]:
-            assert 0.0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1.0, name
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    per_task = {}  # method -> (tasks, 3): each task's success per episode, its seeds averaged
+    for name, curves in summary["eval"].items():
+        trials = report["methods"][name]["per_trial"]
+        success = np.asarray(trials["success"], dtype=float)  # (trials, K) of 0/1
+        assert set(np.unique(success)) <= {0.0, 1.0}, name
+        assert [c["mean"] for c in curves["success"]] == pytest.approx(success.mean(0)), name
+        for c in curves["success"]:
+            assert c["ci_low"] <= c["mean"] <= c["ci_high"], name
+        tasks = np.asarray(trials["task_index"])
+        per_task[name] = np.stack([success[tasks == t].mean(0) for t in range(6)])
+    # The comparison the module is about: the full agent against each ablation, and every
+    # agent against its zero-shot control, paired per task (the same tasks and env seeds).
+    assert list(summary["paired"]) == [
+        "full - context_only",
+        "full - maml_only",
+        *(f"{n} - {n} zero-shot" for n in names),
+    ]
+    for label, p in summary["paired"].items():
+        a, b = p["a"][0], p["b"][0]
+        expected = (per_task[a] - per_task[b]).mean(0)
+        assert [d["mean"] for d in p["difference"]] == pytest.approx(expected), label
+    assert (tmp_path / "paired.md").read_text().startswith("| paired difference |")
     assert report["protocol"]["deterministic"] is False and len(report["tasks"]) == 6
     assert report["protocol"]["env_kwargs"] == {"side_goals": 0.1, "push_target": "inward"}
     assert summary["jobs"] == 2

@@ -45,7 +45,19 @@ def test_bench_train_writes_json_and_png(tmp_path: Path) -> None:
     assert res["env_steps"] == 4 * 4 * 2 * 6
     assert res["env_steps_per_s"] > 0 and res["overall_steps_per_s"] > 0
     assert [p["env_steps"] for p in res["curve"]] == [96, 192]
-    assert 0.0 <= res["curve"][-1]["success_last_episode"] <= 1.0
+    # The curve reads the run's held-out evaluations: the last episode of a trial (K = 2) and
+    # the first, each a share of the 3 held-out trials.
+    records = [
+        json.loads(line)
+        for line in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+        if "adapt/success_ep2" in line
+    ]
+    for point, record in zip(res["curve"], records, strict=True):
+        assert point["success_last_episode"] == record["adapt/success_ep2"]
+        assert point["success_first_episode"] == record["adapt/success_ep1"]
+        for key in ("success_last_episode", "success_first_episode"):
+            assert point[key] * 3 == pytest.approx(round(point[key] * 3)), key
+            assert 0.0 <= point[key] <= 1.0, key
     saved = json.loads((tmp_path / "out" / "bench_train.json").read_text())
     assert saved["variants"]["reach"]["curve"] == res["curve"]
     assert (tmp_path / "out" / "bench_train.png").stat().st_size > 1000

@@ -211,6 +211,7 @@ def _run_ablations(args: argparse.Namespace) -> int:
     print(summary["table"])
     if "eval_table" in summary:
         print(summary["eval_table"])
+        print(summary["paired_table"])
     print(f"wrote {out / 'ablations.json'} and ablations.md")
     return 0
 

@@ -100,7 +100,9 @@ def bench_ablations(
     same seed, so the held-out tasks are the same for all. With ``eval_cfg`` the trained agents
     are then evaluated together (:func:`evaluate_ablations`, into ``out_dir/eval``) and the
     summary gains ``"eval_table"`` (its markdown) and ``"eval"`` (per method: success and return
-    per episode with their intervals).
+    per episode with their intervals), ``"paired"`` and ``"paired_table"``
+    (:func:`ablation_pairs`: the first agent against each other one, and each agent against its
+    controls, per task; also written to ``paired.md``).
 
     ``jobs`` > 1 trains that many agents at once, each in its own process (spawned, so the
     trainings share nothing); every run's result is the same as when trained alone, only its
@@ -140,7 +142,7 @@ def bench_ablations(
     for name, (run_dir, wall) in zip(configs, trained, strict=True):
         results[name] = {**_final_eval(run_dir), "wall_s": wall, "run_dir": str(run_dir)}
     table = ablation_table(results)
-    summary = {
+    summary: dict[str, Any] = {
         "ablations": results,
         "table": table,
         "iterations": iterations,
@@ -156,9 +158,29 @@ def bench_ablations(
             m.name: {metric: [c.to_dict() for c in m.curves[metric]] for metric in m.curves}
             for m in report.methods
         }
+        pairs = ablation_pairs(list(results), [m.name for m in report.methods])
+        paired = pool_paired_differences(report, pairs)
+        summary["paired"] = paired
+        summary["paired_table"] = paired_table(paired)
+        (out_dir / "paired.md").write_text(paired_table(paired) + "\n")
     (out_dir / "ablations.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "ablations.md").write_text(table + "\n")
     return summary
+
+
+def ablation_pairs(
+    names: list[str], evaluated: Sequence[str]
+) -> dict[str, tuple[list[str], list[str]]]:
+    """The paired comparisons of one ablation evaluation: the first agent (the full one) against
+    each other agent, then every agent against each of its controls that was ``evaluated``
+    (``"<name> zero-shot"`` and the like), labelled ``"a - b"``."""
+    first, *others = names
+    pairs = {f"{first} - {other}": ([first], [other]) for other in others}
+    for name in names:
+        for control in evaluated:
+            if control.startswith(f"{name} "):
+                pairs[f"{name} - {control}"] = ([name], [control])
+    return pairs
 
 
 def evaluate_ablations(
