@@ -399,6 +399,13 @@ class PrivilegedConfig(Config):
         "an object of a given size rests), so that features the observation shows are read "
         "from it.",
     )
+    dynamics_likelihood: bool = param(
+        False,
+        "With hypotheses: particles, also weigh the particles (and refine them) by every "
+        "transition's next observation under a learnt dynamics model of the state's change "
+        "given the task features (e.g. how far a heavy object lags behind the gripper), a "
+        "diagonal Gaussian as wide as likelihood_temperature times the model's error.",
+    )
     reward_model_updates: int = param(
         16, "Reward-model steps per iteration (hypotheses: particles).", ge=1
     )
@@ -720,6 +727,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "reward_model_batch",
             "reward_model_lr",
             "observation_likelihood",
+            "dynamics_likelihood",
             "refine_steps",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from meta_rl.agent.particles import (
+    FeatureDynamicsModel,
     FeatureObservationModel,
     FeatureRewardModel,
     ParticlePosterior,
@@ -400,6 +401,60 @@ def test_the_first_observation_weighs_the_particles_by_the_observation_model() -
     torch.testing.assert_close(post.log_weights, torch.tensor([[-0.5, 0.0, -2.0]]))
 
 
+class _KnownDynamics(FeatureDynamicsModel):
+    """Predicts the change [feature * action, 0]; dimension 1 is wide (log-variance log 4)."""
+
+    def __init__(self) -> None:
+        super().__init__(2, 1, 1, hidden=(2,))
+        self.log_var.copy_(torch.tensor([0.0, math.log(4.0)]))
+
+    def forward(self, obs, action, features):  # type: ignore[no-untyped-def]
+        shape = torch.broadcast_shapes(obs.shape[:-1], action.shape[:-1], features.shape[:-1])
+        moved = (features[..., :1] * action).expand(*shape, 1)
+        return torch.cat([moved, torch.zeros_like(moved)], dim=-1)
+
+
+def test_transitions_weigh_the_particles_by_the_dynamics_model_too() -> None:
+    """With observe_dynamics, a transition adds the next observation's log-likelihood,
+    -sum_d (change_d - predicted_d)^2 / (2 T^2 var_d), to the reward's; the variance has a
+    floor; masked rows are left alone; refinement fits both, so it finds a feature that only
+    the dynamics tell (the rewards here are the same under every particle)."""
+
+    class _Flat(_KnownReward):
+        def forward(self, obs, action, next_obs, features):  # type: ignore[no-untyped-def]
+            shape = torch.broadcast_shapes(obs.shape[:-1], features.shape[:-1])
+            return torch.zeros(shape)
+
+    particles = torch.tensor([[0.0], [1.0], [3.0]])
+    post = ParticlePosterior(_Flat(), particles, 2, temperature=2.0, generator=torch.Generator())
+    post.observe_dynamics(_KnownDynamics(), temperature=2.0)
+    obs = torch.tensor([[0.5, 0.0], [0.0, 0.0]])
+    action = torch.tensor([[1.0], [1.0]])
+    next_obs = torch.tensor([[1.5, 4.0], [2.0, 0.0]])  # row 0 moved by 1, row 1 by 2
+    post.update(obs, action, torch.zeros(2), next_obs)
+    # Row 0: -(1 - f)^2 / (2 * 4) - 4^2 / (2 * 4 * 4) for f = 0, 1, 3 (the last term is shared);
+    # row 1: -(2 - f)^2 / 8. Each row's best shifted to 0.
+    expected = torch.tensor([[-1 / 8, 0.0, -4 / 8], [-4 / 8, -1 / 8, -1 / 8]])
+    expected = expected - expected.max(dim=1, keepdim=True).values
+    torch.testing.assert_close(post.log_weights, expected)
+    post.update(obs, action, torch.zeros(2), next_obs * 9, mask=torch.tensor([True, False]))
+    assert post.log_weights[1].tolist() == expected[1].tolist()
+    # The floor: a dimension predicted exactly on its data keeps a variance of VAR_FLOOR.
+    model = _KnownDynamics()
+    model.log_var.fill_(-60.0)
+    assert model.variance().tolist() == pytest.approx([FeatureDynamicsModel.VAR_FLOOR] * 2)
+    # Refinement on dynamics alone: 20 steps that moved by 2 per unit action (T = 1, precision
+    # 20 in all) and the prior's precision 1 put the mode at 20 * 2 / 21.
+    post = ParticlePosterior(
+        _Flat(), torch.tensor([[0.0]]), 1, temperature=1.0, generator=torch.Generator()
+    )
+    post.observe_dynamics(_KnownDynamics(), temperature=1.0)
+    for _ in range(20):
+        post.update(obs[1:], action[1:], torch.zeros(1), next_obs[1:])
+    post.refine(steps=400, top=1, lr=0.05)
+    torch.testing.assert_close(post.particles[0, 1, 0], torch.tensor(40 / 21), atol=2e-3, rtol=0)
+
+
 def test_refinement_finds_a_task_between_the_particles() -> None:
     """refine: Adam on the likeliest particles' features up the trial's log-likelihood plus a
     unit Gaussian log-prior reaches the posterior's mode; the refined particle joins the row's
@@ -461,15 +516,16 @@ def test_each_feature_is_read_from_the_surer_posterior() -> None:
 
 
 @pytest.mark.parametrize(
-    ("observation", "refine"),
-    [(False, 0), (True, 0), (True, 3)],
-    ids=["rewards", "and-first-observation", "refined"],
+    ("observation", "refine", "dynamics"),
+    [(False, 0, False), (True, 0, False), (True, 3, False), (False, 3, True)],
+    ids=["rewards", "and-first-observation", "refined", "refined-on-dynamics"],
 )
 def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
-    tmp_path: Path, expert: Path, observation: bool, refine: int
+    tmp_path: Path, expert: Path, observation: bool, refine: int, dynamics: bool
 ) -> None:
     over = (
         f"privileged.observation_likelihood={str(observation).lower()}",
+        f"privileged.dynamics_likelihood={str(dynamics).lower()}",
         f"privileged.refine_steps={refine}",
         f"privileged.teacher={expert}",
         "privileged.hypotheses=particles",
@@ -498,6 +554,11 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
     if observation:
         error = metrics[-1]["privileged/observation_model_error"]
         log_var = a["networks"]["observation_model.log_var"]
+        assert abs(float(log_var.exp().mean()) - error) < 1e-5
+    assert (agent.networks.dynamics_model is not None) == dynamics
+    if dynamics:
+        error = metrics[-1]["privileged/dynamics_model_error"]
+        log_var = a["networks"]["dynamics_model.log_var"]
         assert abs(float(log_var.exp().mean()) - error) < 1e-5
     if refine:
         _check_no_refine_evaluation(full, tmp_path)

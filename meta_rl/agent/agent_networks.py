@@ -15,6 +15,7 @@ from meta_rl.agent.maml import (
 )
 from meta_rl.agent.networks import RunningNorm
 from meta_rl.agent.particles import (
+    FeatureDynamicsModel,
     FeatureObservationModel,
     FeatureRewardModel,
 )
@@ -152,6 +153,11 @@ class AgentNetworks(nn.Module):
         if self.reward_model is not None and priv.observation_likelihood and task_dim is not None:
             self.observation_model = FeatureObservationModel(
                 obs_dim, task_dim, hidden=priv.reward_model_hidden
+            )
+        self.dynamics_model: FeatureDynamicsModel | None = None
+        if self.reward_model is not None and priv.dynamics_likelihood and task_dim is not None:
+            self.dynamics_model = FeatureDynamicsModel(
+                obs_dim, action_dim, task_dim, hidden=priv.reward_model_hidden
             )
 
     def conditioning(

@@ -187,6 +187,10 @@ class MetaAgent:
                 generator=self.generator,
                 keep_history=self.refine_steps > 0,  # only refinement reads the trial back
             )
+            if nets.dynamics_model is not None:
+                self._particles.observe_dynamics(
+                    nets.dynamics_model, self.config.privileged.likelihood_temperature
+                )
 
     def effective_particles(self) -> np.ndarray | None:
         """Per sub-environment, the particle posterior's effective number of particles, the

@@ -18,7 +18,13 @@ from torch import nn
 
 from meta_rl.agent.networks import mlp
 
-__all__ = ["FeatureObservationModel", "FeatureRewardModel", "ParticlePosterior", "fuse"]
+__all__ = [
+    "FeatureDynamicsModel",
+    "FeatureObservationModel",
+    "FeatureRewardModel",
+    "ParticlePosterior",
+    "fuse",
+]
 
 
 class FeatureRewardModel(nn.Module):
@@ -77,6 +83,45 @@ class FeatureObservationModel(nn.Module):
         return out
 
 
+class FeatureDynamicsModel(nn.Module):
+    """How the observation changes in one step under given task features: an MLP on
+    ``[normalised obs, action, standardised features]`` predicting ``next_obs - obs``
+    (normalised), for ``privileged.dynamics_likelihood``.
+
+    ``log_var`` (a buffer) is the log of each dimension's squared error on the latest trials
+    before the model learnt from them, floored at :attr:`VAR_FLOOR`: dimensions the features
+    do not move get as wide a likelihood as the model's own error there, those they do (how
+    far a heavy object lags behind the gripper) the width of what the features leave unsaid.
+    """
+
+    VAR_FLOOR = 1e-4
+    """The smallest variance (normalised units) of any dimension: a dimension the model predicts
+    almost exactly on its data must not make a small extrapolation error decisive."""
+
+    log_var: torch.Tensor
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, task_dim: int, hidden: tuple[int, ...] = (256, 256)
+    ) -> None:
+        super().__init__()
+        self.net = mlp([obs_dim + action_dim + task_dim, *hidden, obs_dim], nn.ReLU)
+        self.register_buffer("log_var", torch.zeros(obs_dim))
+
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
+        """Predicted changes ``(..., obs_dim)`` of inputs ``(..., obs_dim)``, ``(..., A)``,
+        ``(..., F)`` (broadcast against each other)."""
+        shape = torch.broadcast_shapes(obs.shape[:-1], action.shape[:-1], features.shape[:-1])
+        parts = [x.expand(*shape, x.shape[-1]) for x in (obs, action, features)]
+        out: torch.Tensor = self.net(torch.cat(parts, dim=-1))
+        return out
+
+    def variance(self) -> torch.Tensor:
+        """Each dimension's likelihood variance ``(obs_dim,)`` before any temperature."""
+        return self.log_var.exp().clamp_min(self.VAR_FLOOR)
+
+
 class ParticlePosterior:
     """The posterior of N sub-environments over a bank of P particles (standardised task
     features ``(P, F)``): log-weights ``(N, P)``, uniform at the start of a trial.
@@ -92,6 +137,12 @@ class ParticlePosterior:
     that row's particles (``particles`` is then ``(N, P + R, F)``), weighed by their
     likelihood: the bank holds only the prior's draws, and a task between or beyond them is
     found instead of its nearest draw. Only the features move; the model is left as it is.
+
+    :meth:`observe_dynamics` adds a second likelihood to every transition from then on: the
+    next observation under a :class:`FeatureDynamicsModel`, a diagonal Gaussian around the
+    change it predicts, each dimension as wide as the temperature times the model's error
+    there. Weighing and refinement then read how the state moved (mass shows there), not only
+    what the rewards said.
     """
 
     def __init__(
@@ -119,6 +170,7 @@ class ParticlePosterior:
         self.index: torch.Tensor | None = None
         self._history: list[tuple[torch.Tensor, ...]] = []
         self._start: tuple[FeatureObservationModel, torch.Tensor, float] | None = None
+        self._dynamics: tuple[FeatureDynamicsModel, float] | None = None
 
     def update(
         self,
@@ -134,9 +186,13 @@ class ParticlePosterior:
             valid = torch.ones_like(reward) if mask is None else mask.to(reward.dtype)
             if self.keep_history:
                 self._history.append((obs, action, reward, next_obs, valid))
-            self._weigh(self._reward_loglik(self.particles, obs, action, reward, next_obs, valid))
+            self._weigh(self._step_loglik(self.particles, obs, action, reward, next_obs, valid))
 
-    def _reward_loglik(
+    def observe_dynamics(self, model: FeatureDynamicsModel, temperature: float) -> None:
+        """Weigh every later transition also by its next observation under ``model``."""
+        self._dynamics = (model, float(temperature))
+
+    def _step_loglik(
         self,
         particles: torch.Tensor,
         obs: torch.Tensor,
@@ -145,13 +201,19 @@ class ParticlePosterior:
         next_obs: torch.Tensor,
         valid: torch.Tensor,
     ) -> torch.Tensor:
-        """Log-likelihoods ``(..., N, Q)`` of rewards ``(..., N)`` under particles ``(Q, F)`` or
-        ``(N, Q, F)``, zero where ``valid`` is 0."""
+        """Log-likelihoods ``(..., N, Q)`` of transitions (rewards ``(..., N)``) under particles
+        ``(Q, F)`` or ``(N, Q, F)``: the reward's, plus the next observation's with
+        :meth:`observe_dynamics`; zero where ``valid`` is 0."""
         predicted = self.model(
             obs.unsqueeze(-2), action.unsqueeze(-2), next_obs.unsqueeze(-2), particles
         )
         scale = self.temperature * self.model.sigma.clamp_min(1e-6)
         loglik = -((reward.unsqueeze(-1) - predicted) ** 2) / (2.0 * scale**2)
+        if self._dynamics is not None:
+            model, temperature = self._dynamics
+            change = model(obs.unsqueeze(-2), action.unsqueeze(-2), particles)
+            var = model.variance() * temperature**2
+            loglik = loglik - (((next_obs - obs).unsqueeze(-2) - change) ** 2 / (2.0 * var)).sum(-1)
         return loglik * valid.unsqueeze(-1)
 
     def observe_start(
@@ -189,7 +251,7 @@ class ParticlePosterior:
         total = self._start_loglik(particles)
         history = history if history is not None else self.stacked_history()
         if history is not None:
-            total = total + self._reward_loglik(particles.unsqueeze(0), *history).sum(0)
+            total = total + self._step_loglik(particles.unsqueeze(0), *history).sum(0)
         return total
 
     def stacked_history(self) -> tuple[torch.Tensor, ...] | None:

@@ -23,7 +23,11 @@ import numpy as np
 import torch
 
 from meta_rl.agent.encoder import Belief, ContextEncoder
-from meta_rl.agent.particles import FeatureObservationModel, FeatureRewardModel
+from meta_rl.agent.particles import (
+    FeatureDynamicsModel,
+    FeatureObservationModel,
+    FeatureRewardModel,
+)
 from meta_rl.agent.privileged import PrivilegedCritic, TaskInferenceHead, standardize_features
 from meta_rl.agent.task_model import TrialTensors
 from meta_rl.task_envs.family import task_features_of
@@ -150,6 +154,7 @@ def reward_model_update(
     guard: GuardedOptimizer,
     generator: torch.Generator,
     observation_model: FeatureObservationModel | None = None,
+    dynamics_model: FeatureDynamicsModel | None = None,
 ) -> dict[str, float]:
     """Fit the reward model of the particle posterior (``privileged.hypotheses: particles``) on
     a batch of trials: ``updates`` steps of squared error on minibatches of ``batch_size`` valid
@@ -162,7 +167,12 @@ def reward_model_update(
 
     With ``observation_model`` (``privileged.observation_likelihood``) each step also fits it
     on the trials' first observations, whose per-dimension error on the fresh trials becomes
-    its ``log_var`` first (``privileged/observation_model_error``: the mean of that error)."""
+    its ``log_var`` first (``privileged/observation_model_error``: the mean of that error).
+
+    With ``dynamics_model`` (``privileged.dynamics_likelihood``) each step also fits it on the
+    same minibatch's changes of the normalised observation, after its per-dimension error on
+    the fresh trials became its ``log_var`` (``privileged/dynamics_model_error``: the mean of
+    that error)."""
     t_len = trials.obs.shape[0]
     feats = features.unsqueeze(0).expand(t_len, *features.shape)
     valid = trials.mask
@@ -179,11 +189,19 @@ def reward_model_update(
             err = ((observation_model(features) - first) ** 2).mean(0)
             observation_model.log_var.copy_(err.clamp_min(1e-8).log())
         out["privileged/observation_model_error"] = float(err.mean())
+    if dynamics_model is not None:
+        with torch.no_grad():
+            err = ((dynamics_model(obs, act, f) - (nxt - obs)) ** 2).mean(0)
+            dynamics_model.log_var.copy_(err.clamp_min(1e-12).log())
+        out["privileged/dynamics_model_error"] = float(err.mean())
     losses = []
     n = r.shape[0]
     for _ in range(updates):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(r.device)
         loss = ((model(obs[idx], act[idx], nxt[idx], f[idx]) - r[idx]) ** 2).mean()
+        if dynamics_model is not None:
+            change = nxt[idx] - obs[idx]
+            loss = loss + ((dynamics_model(obs[idx], act[idx], f[idx]) - change) ** 2).mean()
         if observation_model is not None:
             loss = loss + observation_model_loss(observation_model, first, features)
         guard.step(loss)

@@ -136,6 +136,8 @@ class TrainingState:
             reward_params = list(nets.reward_model.parameters())
             if nets.observation_model is not None:
                 reward_params += list(nets.observation_model.parameters())
+            if nets.dynamics_model is not None:
+                reward_params += list(nets.dynamics_model.parameters())
             reward_opt = torch.optim.Adam(reward_params, lr=cfg.privileged.reward_model_lr)
         return cls(
             cfg=cfg,

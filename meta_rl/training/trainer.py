@@ -416,6 +416,7 @@ class Trainer:
             guard=self.reward_guard,
             generator=self.state.learn_gen,
             observation_model=self.networks.observation_model,
+            dynamics_model=self.networks.dynamics_model,
         )
 
     def evaluate(self) -> dict[str, float]:
