@@ -199,7 +199,11 @@ def test_bench_train_compare_evaluates_trained_runs_together(
     out = tmp_path / "cmp"
     argv = ["bench-train", "--eval-config", str(cfg), "--out", str(out)]
     # Two runs under one name: training seeds of one configuration (here the same run twice).
-    compare = ["--compare", f"maml={maml}", "--compare", f"plain={plain},{plain}"]
+    # A third configuration, "again", is the first's run once more: paired with it, run by run.
+    compare = [
+        *("--compare", f"maml={maml}", "--compare", f"plain={plain},{plain}"),
+        *("--compare", f"again={maml}"),
+    ]
     assert main([*argv, *compare, "num_tasks=2"]) == 0  # an override of the protocol
     data = json.loads((out / "eval" / "eval.json").read_text())
     assert data["protocol"]["num_tasks"] == 2
@@ -210,10 +214,19 @@ def test_bench_train_compare_evaluates_trained_runs_together(
         "plain #0 zero-shot",
         "plain #1",
         "plain #1 zero-shot",
+        "again",
+        "again zero-shot",
     ]
     assert (out / "eval" / "seeds.png").stat().st_size > 0
     seeds = json.loads((out / "eval" / "seeds.json").read_text())
-    assert list(seeds) == ["maml", "plain", "maml zero-shot", "plain zero-shot"]
+    assert list(seeds) == [
+        "maml",
+        "plain",
+        "again",
+        "maml zero-shot",
+        "plain zero-shot",
+        "again zero-shot",
+    ]
     assert seeds["plain"]["seeds"] == 2 and seeds["maml"]["seeds"] == 1
     for k in range(2):  # the pooled curve of a run and its copy is the run's own
         assert seeds["plain"]["success"][k]["mean"] == pytest.approx(
@@ -225,7 +238,16 @@ def test_bench_train_compare_evaluates_trained_runs_together(
         assert all(v in (0.0, 0.5, 1.0) for v in success)
     # Each configuration minus its control, paired: a run and its copy give the run's own.
     paired = json.loads((out / "eval" / "paired.json").read_text())
-    assert list(paired) == ["maml - zero-shot", "plain - zero-shot"]
+    # The first configuration against each other one of as many runs ("plain" has two): the
+    # same networks on the same tasks and seeds differ by nothing.
+    assert list(paired) == [
+        "maml - again",
+        "maml - zero-shot",
+        "plain - zero-shot",
+        "again - zero-shot",
+    ]
+    assert (paired["maml - again"]["a"], paired["maml - again"]["b"]) == (["maml"], ["again"])
+    assert [d["mean"] for d in paired["maml - again"]["difference"]] == [0.0, 0.0]
     assert paired["plain - zero-shot"]["b"] == ["plain #0 zero-shot", "plain #1 zero-shot"]
     for k in range(2):
         own = (

@@ -49,8 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "other seeds or settings) and their zero-shot controls together under --eval-config, "
         "into <out>/eval, and print the table (repeatable). Runs joined by commas under one "
         "name are training seeds of one configuration: each is evaluated (as 'NAME #i') and "
-        "they are also pooled (<out>/eval/seeds.md, seeds.json and seeds.png). The positional "
-        "overrides then change the evaluation protocol (e.g. num_tasks=300).",
+        "they are also pooled (<out>/eval/seeds.md, seeds.json and seeds.png). <out>/eval/"
+        "paired.md pairs each configuration with its controls and the first configuration with "
+        "each other one of as many runs (run i with run i: give the same training seeds in the "
+        "same order). The positional overrides then change the evaluation protocol (e.g. "
+        "num_tasks=300).",
     )
     parser.add_argument(
         "--jobs",
@@ -117,10 +120,15 @@ def _compare_runs(args: argparse.Namespace) -> int:
         )
         if on
     ]
-    # Each configuration against each of its controls: the same networks, paired.
+    # The first configuration against each other one of as many runs (the same training seeds,
+    # in order), then each configuration against each of its controls (the same networks).
+    (first, first_members), *others = groups.items()
     pairs = {
-        f"{n} - {c}": (ms, [f"{m} {c}" for m in ms]) for n, ms in groups.items() for c in controls
+        f"{first} - {n}": (first_members, ms) for n, ms in others if len(ms) == len(first_members)
     }
+    pairs.update(
+        {f"{n} - {c}": (ms, [f"{m} {c}" for m in ms]) for n, ms in groups.items() for c in controls}
+    )
     if pairs:
         paired = pool_paired_differences(
             report,
@@ -130,8 +138,9 @@ def _compare_runs(args: argparse.Namespace) -> int:
         )
         (out / "paired.json").write_text(json.dumps(paired, indent=2))
         (out / "paired.md").write_text(
-            "Success per episode, each configuration minus its control (the same networks, "
-            "paired over tasks and training seeds): mean "
+            "Success per episode, the first configuration minus each other one (run i against "
+            "run i) and each configuration minus its control (the same networks), paired over "
+            "tasks and training seeds: mean "
             f"[{round(eval_cfg.confidence_level * 100)}% interval] (each seed's).\n\n"
             + paired_table(paired)
             + "\n"
