@@ -16,6 +16,7 @@ from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import load_config
 from meta_rl.evaluation.ablations import (
     ABLATION_CONFIGS,
+    ablation_pairs,
     bench_ablations,
     evaluate_ablations,
     paired_table,
@@ -56,6 +57,18 @@ def test_ablation_configs_switch_the_parts() -> None:
     assert cfgs["maml_only"].task_model.updates_per_iteration == 0
     for cfg in cfgs.values():
         assert cfg.env.id == "metarl/Push-v0" and not cfg.env.kwargs.get("reveal_task", False)
+
+
+def test_ablation_pairs_the_first_agent_with_each_other_and_each_with_its_controls() -> None:
+    evaluated = ["full", "full zero-shot", "ctx", "ctx zero-shot", "ctx no-refine", "ctx2"]
+    assert ablation_pairs(["full", "ctx", "ctx2"], evaluated) == {
+        "full - ctx": (["full"], ["ctx"]),
+        "full - ctx2": (["full"], ["ctx2"]),
+        "full - full zero-shot": (["full"], ["full zero-shot"]),
+        "ctx - ctx zero-shot": (["ctx"], ["ctx zero-shot"]),
+        "ctx - ctx no-refine": (["ctx"], ["ctx no-refine"]),
+    }
+    assert ablation_pairs(["full"], ["full"]) == {}
 
 
 @pytest.mark.slow
