@@ -160,9 +160,10 @@ def bench_ablations(
         }
         pairs = ablation_pairs(list(results), [m.name for m in report.methods])
         paired = pool_paired_differences(report, pairs)
+        table_md = paired_table(paired)
         summary["paired"] = paired
-        summary["paired_table"] = paired_table(paired)
-        (out_dir / "paired.md").write_text(paired_table(paired) + "\n")
+        summary["paired_table"] = table_md
+        (out_dir / "paired.md").write_text(table_md + "\n")
     (out_dir / "ablations.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "ablations.md").write_text(table + "\n")
     return summary

@@ -190,8 +190,9 @@ def reward_model_update(
             observation_model.log_var.copy_(err.clamp_min(1e-8).log())
         out["privileged/observation_model_error"] = float(err.mean())
     if dynamics_model is not None:
+        change = nxt - obs  # its targets, for the error here and every minibatch below
         with torch.no_grad():
-            err = ((dynamics_model(obs, act, f) - (nxt - obs)) ** 2).mean(0)
+            err = ((dynamics_model(obs, act, f) - change) ** 2).mean(0)
             dynamics_model.log_var.copy_(err.clamp_min(1e-12).log())
         out["privileged/dynamics_model_error"] = float(err.mean())
     losses = []
@@ -200,8 +201,8 @@ def reward_model_update(
         idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(r.device)
         loss = ((model(obs[idx], act[idx], nxt[idx], f[idx]) - r[idx]) ** 2).mean()
         if dynamics_model is not None:
-            change = nxt[idx] - obs[idx]
-            loss = loss + ((dynamics_model(obs[idx], act[idx], f[idx]) - change) ** 2).mean()
+            predicted = dynamics_model(obs[idx], act[idx], f[idx])
+            loss = loss + ((predicted - change[idx]) ** 2).mean()
         if observation_model is not None:
             loss = loss + observation_model_loss(observation_model, first, features)
         guard.step(loss)
