@@ -389,6 +389,14 @@ class PrivilegedConfig(Config):
         "model's correlated errors).",
         ge=1.0,
     )
+    reward_noise: Literal["global", "learned"] = param(
+        "global",
+        "With hypotheses: particles, the width of the reward likelihood: global, one width for "
+        "every transition (the reward model's root-mean-square error on fresh trials); learned, "
+        "a width per transition that the reward model predicts beside the reward (fitted by "
+        "Gaussian likelihood, then calibrated on fresh trials), so that rewards the features "
+        "decide exactly weigh more than those they leave open.",
+    )
     reward_model_hidden: tuple[int, ...] = param(
         (256, 256), "Hidden layer widths of the reward model (hypotheses: particles).", ge=1
     )
@@ -722,6 +730,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "redraw_nats",
             "particles",
             "likelihood_temperature",
+            "reward_noise",
             "reward_model_hidden",
             "reward_model_updates",
             "reward_model_batch",

@@ -21,11 +21,14 @@ from meta_rl.agent.particles import (
     fuse,
 )
 from meta_rl.agent.privileged import TaskInferenceHead
+from meta_rl.agent.task_model import TrialTensors
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import ConfigError, to_dict
 from meta_rl.evaluation.toy import TOY_ENV_ID, register_toy_env
 from meta_rl.experiment import ExperimentConfig, hashed_config, load_experiment
 from meta_rl.logging import read_metrics
+from meta_rl.training.optim import Counters, GuardedOptimizer
+from meta_rl.training.privileged import reward_model_loss, reward_model_update
 from meta_rl.training.trainer import Trainer, train
 
 torch.set_num_threads(1)
@@ -214,6 +217,7 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
         ),
         (["train.algorithm=bc"], r"train\.algorithm"),
         (["privileged.task_head_components=-1"], r"privileged\.task_head_components"),
+        (["privileged.reward_noise=wide"], r"privileged\.reward_noise: got 'wide'.*learned"),
     ],
 )
 def test_bad_imitation_settings_are_refused_naming_the_key(
@@ -366,6 +370,74 @@ def test_particles_are_weighed_by_the_reward_likelihood() -> None:
     assert post.draw().tolist() == [1, 2]  # the posterior has settled on the right particles
 
 
+def test_a_learned_reward_noise_weighs_each_transition_by_its_own_width() -> None:
+    """With learned_noise the log-likelihood is the Gaussian's log-density tempered by 1/T^2,
+    -((r - f)^2 / (sigma^2 v) + log v) / (2 T^2): a particle that predicts a wide reward is
+    hurt less by a miss and pays log v for its width."""
+
+    class Widths(FeatureRewardModel):
+        """Predicts the reward f (the first feature) with variance 4 where f >= 1, else 1."""
+
+        def __init__(self) -> None:
+            super().__init__(1, 1, 1, hidden=(2,), learned_noise=True)
+            self.sigma.fill_(0.5)
+
+        def distribution(self, obs, action, next_obs, features):  # type: ignore[no-untyped-def]
+            shape = torch.broadcast_shapes(obs.shape[:-1], features.shape[:-1])
+            mean = features[..., 0].expand(shape)
+            return mean, torch.where(mean >= 1.0, math.log(4.0), 0.0)
+
+    particles = torch.tensor([[0.0], [1.0], [3.0]])
+    post = ParticlePosterior(Widths(), particles, 1, temperature=2.0, generator=torch.Generator())
+    zeros = torch.zeros(1, 1)
+    post.update(zeros, zeros, torch.tensor([2.0]), zeros)
+    # sigma^2 = 1/4, T^2 = 4: f = 0: -(4 / 0.25) / 8 = -2; f = 1: -(1 / 1 + log 4) / 8;
+    # f = 3: the same. Shifted so the best is 0.
+    loglik = torch.tensor([-2.0, -(1.0 + math.log(4.0)) / 8, -(1.0 + math.log(4.0)) / 8])
+    torch.testing.assert_close(post.log_weights[0], loglik - loglik.max())
+
+
+def test_a_learned_reward_noise_fits_each_transition_s_width_and_calibrates() -> None:
+    """The beta-NLL fit learns a narrow width where the reward is exact and a wide one where
+    it is noisy, and the update sets sigma to the fresh errors in units of those widths (about
+    1 once the widths are right). The hand-computed loss: beta 1/2, w * (err^2 / v + log v) / 2
+    with w = sqrt(v) held constant."""
+    torch.manual_seed(0)
+    model = FeatureRewardModel(1, 1, 1, hidden=(32, 32), learned_noise=True)
+    zero = torch.zeros(1, 1)
+    mean, log_var = model.distribution(zero, zero, zero, zero)
+    loss = reward_model_loss(model, zero, zero, zero, zero, torch.tensor([1.0]))
+    v = log_var.exp()
+    torch.testing.assert_close(loss, (v.sqrt() * ((1.0 - mean) ** 2 / v + log_var) / 2).mean())
+    torch.testing.assert_close(model(zero, zero, zero, zero), mean)
+    gen = torch.Generator().manual_seed(0)
+    n = 4096
+    noisy = (torch.rand(1, n, 1, generator=gen) < 0.5).float()  # the feature: 1 noisy, 0 exact
+    obs = torch.rand(1, n, 1, generator=gen)
+    reward = (obs[..., 0] + noisy[..., 0] * torch.randn(1, n, generator=gen)).float()
+    mask = torch.ones(1, n, dtype=torch.bool)
+    actions, done = torch.zeros(1, n, 1), torch.zeros(1, n)
+    trials = TrialTensors(obs, actions, reward, obs, done, mask)
+    params = list(model.parameters())
+    guard = GuardedOptimizer(torch.optim.Adam(params, lr=3e-3), params, 10.0, Counters(), 5)
+    for _ in range(6):
+        reward_model_update(
+            model, trials, reward, noisy[0], updates=100, batch_size=512, guard=guard, generator=gen
+        )
+    with torch.no_grad():
+        mean, log_var = model.distribution(obs[0], actions[0], obs[0], noisy[0])
+    width = (0.5 * log_var).exp()
+    assert float(width[noisy[0, :, 0] == 1].mean()) == pytest.approx(1.0, abs=0.2)
+    assert float(width[noisy[0, :, 0] == 0].mean()) < 0.05
+    metrics = reward_model_update(
+        model, trials, reward, noisy[0], updates=1, batch_size=512, guard=guard, generator=gen
+    )
+    calibration = float(((mean - reward[0]) ** 2 / log_var.exp()).mean().sqrt())
+    assert metrics["privileged/reward_noise_calibration"] == pytest.approx(calibration, rel=1e-5)
+    assert float(model.sigma) == metrics["privileged/reward_noise_calibration"]
+    assert 0.5 < calibration < 3.0
+
+
 def test_a_particle_hypothesis_is_kept_until_it_falls_behind() -> None:
     particles = torch.tensor([[0.0], [1.0], [2.0]])
     post = ParticlePosterior(
@@ -516,14 +588,20 @@ def test_each_feature_is_read_from_the_surer_posterior() -> None:
 
 
 @pytest.mark.parametrize(
-    ("observation", "refine", "dynamics"),
-    [(False, 0, False), (True, 0, False), (True, 3, False), (False, 3, True)],
-    ids=["rewards", "and-first-observation", "refined", "refined-on-dynamics"],
+    ("observation", "refine", "dynamics", "noise"),
+    [
+        (False, 0, False, "global"),
+        (True, 0, False, "global"),
+        (True, 3, False, "learned"),
+        (False, 3, True, "global"),
+    ],
+    ids=["rewards", "and-first-observation", "refined-learned-noise", "refined-on-dynamics"],
 )
 def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
-    tmp_path: Path, expert: Path, observation: bool, refine: int, dynamics: bool
+    tmp_path: Path, expert: Path, observation: bool, refine: int, dynamics: bool, noise: str
 ) -> None:
     over = (
+        f"privileged.reward_noise={noise}",
         f"privileged.observation_likelihood={str(observation).lower()}",
         f"privileged.dynamics_likelihood={str(dynamics).lower()}",
         f"privileged.refine_steps={refine}",
@@ -543,12 +621,14 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
     assert bool(((bank.abs() >= 0.2) & (bank.abs() <= 0.6)).all())
     metrics = read_metrics(full)
     assert all(np.isfinite(m["privileged/reward_model_rmse"]) for m in metrics)
-    assert float(a["networks"]["reward_model.sigma"]) == metrics[-1]["privileged/reward_model_rmse"]
+    scale = "reward_noise_calibration" if noise == "learned" else "reward_model_rmse"
+    assert float(a["networks"]["reward_model.sigma"]) == metrics[-1][f"privileged/{scale}"]
     # The acting agent loads the particles and the model, and acts on particles.
     from meta_rl.agent.meta_agent import MetaAgent
 
     agent = MetaAgent.from_checkpoint(full)
     assert agent.networks.reward_model is not None
+    assert agent.networks.reward_model.learned_noise == (noise == "learned")
     torch.testing.assert_close(agent.networks.particle_bank, bank)
     assert (agent.networks.observation_model is not None) == observation
     if observation:

@@ -146,7 +146,11 @@ class AgentNetworks(nn.Module):
         self.reward_model: FeatureRewardModel | None = None
         if self.student and priv.hypotheses == "particles" and task_dim is not None:
             self.reward_model = FeatureRewardModel(
-                obs_dim, action_dim, task_dim, hidden=priv.reward_model_hidden
+                obs_dim,
+                action_dim,
+                task_dim,
+                hidden=priv.reward_model_hidden,
+                learned_noise=priv.reward_noise == "learned",
             )
             self.register_buffer("particle_bank", torch.zeros(priv.particles, task_dim))
         self.observation_model: FeatureObservationModel | None = None

@@ -31,17 +31,38 @@ class FeatureRewardModel(nn.Module):
     """The reward of a transition under given task features: an MLP on
     ``[normalised obs, action, normalised next obs, standardised features]``.
 
-    ``sigma`` (a buffer, saved with the model) is the root-mean-square error of its predictions
-    on the latest trials before it learnt from them, the likelihood's scale.
+    ``sigma`` (a buffer, saved with the model) is the scale of its errors on the latest trials
+    before it learnt from them, the likelihood's scale: their root-mean-square error, or, with
+    ``learned_noise``, the root-mean-square of the errors in units of the predicted widths (1
+    when the widths are calibrated).
+
+    With ``learned_noise`` (``privileged.reward_noise: learned``) the MLP also predicts each
+    transition's log-variance, bounded softly to [:attr:`MIN_LOG_VAR`, :attr:`MAX_LOG_VAR`]:
+    a reward that the features decide exactly (no success where no particle's goal is) gets a
+    sharp likelihood, one they leave open (a contact's outcome) a wide one, instead of one
+    width for every transition set by the worst of them.
     """
+
+    MIN_LOG_VAR = -12.0
+    """The smallest predicted log-variance (a width of 0.0025 reward units)."""
+    MAX_LOG_VAR = 4.0
+    """The largest predicted log-variance (a width of 7.4 reward units)."""
 
     sigma: torch.Tensor
 
     def __init__(
-        self, obs_dim: int, action_dim: int, task_dim: int, hidden: tuple[int, ...] = (256, 256)
+        self,
+        obs_dim: int,
+        action_dim: int,
+        task_dim: int,
+        hidden: tuple[int, ...] = (256, 256),
+        *,
+        learned_noise: bool = False,
     ) -> None:
         super().__init__()
-        self.net = mlp([2 * obs_dim + action_dim + task_dim, *hidden, 1], nn.ReLU)
+        self.learned_noise = learned_noise
+        outputs = 2 if learned_noise else 1
+        self.net = mlp([2 * obs_dim + action_dim + task_dim, *hidden, outputs], nn.ReLU)
         self.register_buffer("sigma", torch.ones(()))
 
     def forward(
@@ -53,11 +74,37 @@ class FeatureRewardModel(nn.Module):
     ) -> torch.Tensor:
         """Predicted rewards ``(...)`` of inputs ``(..., obs_dim)``, ``(..., A)``,
         ``(..., obs_dim)``, ``(..., F)`` (broadcast against each other)."""
+        return self._outputs(obs, action, next_obs, features)[..., 0]
+
+    def distribution(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        next_obs: torch.Tensor,
+        features: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted rewards and their log-variances ``(...)`` before :attr:`sigma` (zeros
+        without ``learned_noise``), of the inputs of :meth:`forward`."""
+        if not self.learned_noise:
+            mean = self(obs, action, next_obs, features)
+            return mean, torch.zeros_like(mean)
+        out = self._outputs(obs, action, next_obs, features)
+        lo, hi = self.MIN_LOG_VAR, self.MAX_LOG_VAR
+        log_var = hi - nn.functional.softplus(hi - out[..., 1])
+        return out[..., 0], lo + nn.functional.softplus(log_var - lo)
+
+    def _outputs(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        next_obs: torch.Tensor,
+        features: torch.Tensor,
+    ) -> torch.Tensor:
         shape = torch.broadcast_shapes(
             obs.shape[:-1], action.shape[:-1], next_obs.shape[:-1], features.shape[:-1]
         )
         parts = [x.expand(*shape, x.shape[-1]) for x in (obs, action, next_obs, features)]
-        out: torch.Tensor = self.net(torch.cat(parts, dim=-1)).squeeze(-1)
+        out: torch.Tensor = self.net(torch.cat(parts, dim=-1))
         return out
 
 
@@ -128,7 +175,9 @@ class ParticlePosterior:
 
     :meth:`update` adds each transition's reward log-likelihood, ``-(r - r_hat)^2 / (2 (T
     sigma)^2)`` with the model's ``sigma`` and a temperature T >= 1 that widens it (a model's
-    errors are not independent from step to step). :meth:`hypotheses` keeps each row's particle
+    errors are not independent from step to step); with a model of ``learned_noise`` and its
+    predicted variance v, ``-((r - r_hat)^2 / (sigma^2 v) + log v) / (2 T^2)``, the Gaussian's
+    log-density tempered by ``1/T^2``. :meth:`hypotheses` keeps each row's particle
     and redraws, by weight, the rows that ``redraw`` marks and those whose particle's log-weight
     has fallen more than ``nats`` below the best one (the evidence contradicts it).
 
@@ -204,11 +253,17 @@ class ParticlePosterior:
         """Log-likelihoods ``(..., N, Q)`` of transitions (rewards ``(..., N)``) under particles
         ``(Q, F)`` or ``(N, Q, F)``: the reward's, plus the next observation's with
         :meth:`observe_dynamics`; zero where ``valid`` is 0."""
-        predicted = self.model(
-            obs.unsqueeze(-2), action.unsqueeze(-2), next_obs.unsqueeze(-2), particles
-        )
+        inputs = (obs.unsqueeze(-2), action.unsqueeze(-2), next_obs.unsqueeze(-2), particles)
         scale = self.temperature * self.model.sigma.clamp_min(1e-6)
-        loglik = -((reward.unsqueeze(-1) - predicted) ** 2) / (2.0 * scale**2)
+        if self.model.learned_noise:
+            predicted, log_var = self.model.distribution(*inputs)
+            # Particles that predict wider rewards pay for it: the Gaussian's normaliser,
+            # tempered as the squared error is.
+            error = (reward.unsqueeze(-1) - predicted) ** 2 / log_var.exp()
+            loglik = -(error / (2.0 * scale**2) + log_var / (2.0 * self.temperature**2))
+        else:
+            predicted = self.model(*inputs)
+            loglik = -((reward.unsqueeze(-1) - predicted) ** 2) / (2.0 * scale**2)
         if self._dynamics is not None:
             model, temperature = self._dynamics
             change = model(obs.unsqueeze(-2), action.unsqueeze(-2), particles)

@@ -37,6 +37,7 @@ __all__ = [
     "InferenceErrors",
     "observation_model_loss",
     "privileged_values",
+    "reward_model_loss",
     "reward_model_update",
     "standardize_features",
     "task_features",
@@ -143,6 +144,25 @@ def observation_model_loss(
     return ((model(features) - first_obs) ** 2).mean()
 
 
+def reward_model_loss(
+    model: FeatureRewardModel,
+    obs: torch.Tensor,
+    action: torch.Tensor,
+    next_obs: torch.Tensor,
+    features: torch.Tensor,
+    reward: torch.Tensor,
+) -> torch.Tensor:
+    """The reward model's loss on transitions: the squared error, or with ``learned_noise``
+    the beta-NLL of Seitzer et al. (2022) with beta 1/2, the Gaussian negative log-likelihood
+    of each transition weighed by its (constant) predicted width, so that the mean is not
+    fitted only where the model is already sure."""
+    mean, log_var = model.distribution(obs, action, next_obs, features)
+    if not model.learned_noise:
+        return ((mean - reward) ** 2).mean()
+    nll = 0.5 * ((mean - reward) ** 2 / log_var.exp() + log_var)
+    return ((0.5 * log_var).exp().detach() * nll).mean()
+
+
 def reward_model_update(
     model: FeatureRewardModel,
     trials: TrialTensors,
@@ -163,7 +183,11 @@ def reward_model_update(
 
     First, before it learns from them, its root-mean-square error on these (fresh) trials
     becomes its ``sigma``, the likelihood's scale. Logged as ``privileged/reward_model_rmse``
-    (that error) and ``losses/reward_model`` (the mean training loss).
+    (that error) and ``losses/reward_model`` (the mean training loss). A model with
+    ``learned_noise`` learns by :func:`reward_model_loss`, and its ``sigma`` becomes the
+    root-mean-square of the fresh errors in units of its predicted widths
+    (``privileged/reward_noise_calibration``; ``privileged/reward_noise_width`` is the mean
+    predicted width).
 
     With ``observation_model`` (``privileged.observation_likelihood``) each step also fits it
     on the trials' first observations, whose per-dimension error on the fresh trials becomes
@@ -179,10 +203,17 @@ def reward_model_update(
     obs, act, nxt, f, r = (
         x[valid] for x in (trials.obs, trials.action, trials.next_obs, feats, raw_rewards)
     )
-    with torch.no_grad():
-        rmse = ((model(obs, act, nxt, f) - r) ** 2).mean().sqrt()
-        model.sigma.copy_(rmse)
     out: dict[str, float] = {}
+    with torch.no_grad():
+        mean, log_var = model.distribution(obs, act, nxt, f)
+        rmse = ((mean - r) ** 2).mean().sqrt()
+        if model.learned_noise:
+            calibration = ((mean - r) ** 2 / log_var.exp()).mean().sqrt()
+            model.sigma.copy_(calibration)
+            out["privileged/reward_noise_calibration"] = float(calibration)
+            out["privileged/reward_noise_width"] = float((0.5 * log_var).exp().mean())
+        else:
+            model.sigma.copy_(rmse)
     first = trials.obs[0]
     if observation_model is not None:
         with torch.no_grad():
@@ -199,7 +230,7 @@ def reward_model_update(
     n = r.shape[0]
     for _ in range(updates):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(r.device)
-        loss = ((model(obs[idx], act[idx], nxt[idx], f[idx]) - r[idx]) ** 2).mean()
+        loss = reward_model_loss(model, obs[idx], act[idx], nxt[idx], f[idx], r[idx])
         if dynamics_model is not None:
             predicted = dynamics_model(obs[idx], act[idx], f[idx])
             loss = loss + ((predicted - change[idx]) ** 2).mean()
