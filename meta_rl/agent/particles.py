@@ -93,17 +93,10 @@ class FeatureRewardModel(nn.Module):
         log_var = hi - nn.functional.softplus(hi - out[..., 1])
         return out[..., 0], lo + nn.functional.softplus(log_var - lo)
 
-    def _outputs(
-        self,
-        obs: torch.Tensor,
-        action: torch.Tensor,
-        next_obs: torch.Tensor,
-        features: torch.Tensor,
-    ) -> torch.Tensor:
-        shape = torch.broadcast_shapes(
-            obs.shape[:-1], action.shape[:-1], next_obs.shape[:-1], features.shape[:-1]
-        )
-        parts = [x.expand(*shape, x.shape[-1]) for x in (obs, action, next_obs, features)]
+    def _outputs(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The MLP's outputs ``(..., 1 or 2)`` on the inputs of :meth:`forward`, broadcast."""
+        shape = torch.broadcast_shapes(*(x.shape[:-1] for x in inputs))
+        parts = [x.expand(*shape, x.shape[-1]) for x in inputs]
         out: torch.Tensor = self.net(torch.cat(parts, dim=-1))
         return out
 

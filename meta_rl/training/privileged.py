@@ -156,9 +156,9 @@ def reward_model_loss(
     the beta-NLL of Seitzer et al. (2022) with beta 1/2, the Gaussian negative log-likelihood
     of each transition weighed by its (constant) predicted width, so that the mean is not
     fitted only where the model is already sure."""
-    mean, log_var = model.distribution(obs, action, next_obs, features)
     if not model.learned_noise:
-        return ((mean - reward) ** 2).mean()
+        return ((model(obs, action, next_obs, features) - reward) ** 2).mean()
+    mean, log_var = model.distribution(obs, action, next_obs, features)
     nll = 0.5 * ((mean - reward) ** 2 / log_var.exp() + log_var)
     return ((0.5 * log_var).exp().detach() * nll).mean()
 
