@@ -400,6 +400,17 @@ class PrivilegedConfig(Config):
     reward_model_hidden: tuple[int, ...] = param(
         (256, 256), "Hidden layer widths of the reward model (hypotheses: particles).", ge=1
     )
+    reward_model_averaging: float = param(
+        0.0,
+        "With hypotheses: particles, the particle posterior reads a running average of the "
+        "reward model's weights instead of the weights just trained: after each iteration's "
+        "steps the average moves to this weight on itself and the rest on the trained model "
+        "(a plain mean over the first iterations, until that weight is reached), so that the "
+        "likelihood does not follow the fit to the last batch alone. Its likelihood scale is "
+        "calibrated on the average. 0: the trained model itself.",
+        ge=0.0,
+        lt=1.0,
+    )
     observation_likelihood: bool = param(
         False,
         "With hypotheses: particles, also weigh the particles by the trial's first observation "
@@ -732,6 +743,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "likelihood_temperature",
             "reward_noise",
             "reward_model_hidden",
+            "reward_model_averaging",
             "reward_model_updates",
             "reward_model_batch",
             "reward_model_lr",

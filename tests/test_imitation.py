@@ -438,6 +438,57 @@ def test_a_learned_reward_noise_fits_each_transition_s_width_and_calibrates() ->
     assert 0.5 < calibration < 3.0
 
 
+def test_the_posterior_reads_a_running_average_of_the_trained_reward_model() -> None:
+    """With an average, the update calibrates the average (its sigma and logged error come from
+    the average's errors on the fresh batch, the trained model's sigma is left alone), trains the
+    other model, then moves the average to w * itself + (1 - w) * trained with
+    w = min(momentum, n / (n + 1)): a copy after the first iteration, the plain mean next."""
+    torch.manual_seed(0)
+    model = FeatureRewardModel(1, 1, 1, hidden=(8,))
+    average = FeatureRewardModel(1, 1, 1, hidden=(8,))  # a different start, to see each rule
+    gen = torch.Generator().manual_seed(0)
+    n = 64
+    obs = torch.rand(1, n, 1, generator=gen)
+    reward = 2.0 * obs[..., 0]
+    zeros, mask = torch.zeros(1, n, 1), torch.ones(1, n, dtype=torch.bool)
+    trials = TrialTensors(obs, zeros, reward, obs, zeros[..., 0], mask)
+    features = torch.zeros(n, 1)
+    params = list(model.parameters())
+    guard = GuardedOptimizer(torch.optim.Adam(params, lr=1e-2), params, 10.0, Counters(), 5)
+
+    def update(momentum: float, made: int) -> dict[str, float]:
+        return reward_model_update(
+            model,
+            trials,
+            reward,
+            features,
+            updates=3,
+            batch_size=16,
+            guard=guard,
+            generator=gen,
+            average=average,
+            averaging=(momentum, made),
+        )
+
+    def flat(m: FeatureRewardModel) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    with torch.no_grad():
+        rmse = float(((average(obs[0], zeros[0], obs[0], features) - reward[0]) ** 2).mean().sqrt())
+    metrics = update(0.9, 0)
+    assert metrics["privileged/reward_model_rmse"] == pytest.approx(rmse, rel=1e-5)
+    assert float(average.sigma) == pytest.approx(rmse, rel=1e-5)
+    assert float(model.sigma) == 1.0  # the trained model is not what the posterior reads
+    torch.testing.assert_close(flat(average), flat(model))  # n = 0: the average is a copy
+    before_avg, before_model = flat(average), flat(model)
+    update(0.9, 1)  # n = 1: w = 1/2
+    torch.testing.assert_close(flat(average), 0.5 * before_avg + 0.5 * flat(model))
+    assert not torch.equal(flat(model), before_model)
+    before_avg = flat(average)
+    update(0.25, 5)  # w = min(0.25, 5/6)
+    torch.testing.assert_close(flat(average), 0.25 * before_avg + 0.75 * flat(model))
+
+
 def test_a_particle_hypothesis_is_kept_until_it_falls_behind() -> None:
     particles = torch.tensor([[0.0], [1.0], [2.0]])
     post = ParticlePosterior(
@@ -595,13 +646,20 @@ def test_each_feature_is_read_from_the_surer_posterior() -> None:
         (True, 3, False, "learned"),
         (False, 3, True, "global"),
     ],
-    ids=["rewards", "and-first-observation", "refined-learned-noise", "refined-on-dynamics"],
+    ids=[
+        "rewards",
+        "and-first-observation",
+        "refined-learned-noise-averaged",
+        "refined-on-dynamics",
+    ],
 )
 def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
     tmp_path: Path, expert: Path, observation: bool, refine: int, dynamics: bool, noise: str
 ) -> None:
+    averaging = 0.5 if noise == "learned" else 0.0
     over = (
         f"privileged.reward_noise={noise}",
+        f"privileged.reward_model_averaging={averaging}",
         f"privileged.observation_likelihood={str(observation).lower()}",
         f"privileged.dynamics_likelihood={str(dynamics).lower()}",
         f"privileged.refine_steps={refine}",
@@ -623,6 +681,13 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
     assert all(np.isfinite(m["privileged/reward_model_rmse"]) for m in metrics)
     scale = "reward_noise_calibration" if noise == "learned" else "reward_model_rmse"
     assert float(a["networks"]["reward_model.sigma"]) == metrics[-1][f"privileged/{scale}"]
+    # With averaging the checkpoint also holds the trained model, which the average follows.
+    trained = {k: v for k, v in a["networks"].items() if k.startswith("reward_model_trained.")}
+    assert bool(trained) == (averaging > 0.0)
+    if trained:
+        key = next(k for k in trained if k.endswith("weight"))
+        average = a["networks"][key.replace("reward_model_trained.", "reward_model.")]
+        assert not torch.equal(trained[key], average)
     # The acting agent loads the particles and the model, and acts on particles.
     from meta_rl.agent.meta_agent import MetaAgent
 

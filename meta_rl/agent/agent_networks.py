@@ -5,6 +5,8 @@ checkpoints."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -153,6 +155,11 @@ class AgentNetworks(nn.Module):
                 learned_noise=priv.reward_noise == "learned",
             )
             self.register_buffer("particle_bank", torch.zeros(priv.particles, task_dim))
+        self.reward_model_trained: FeatureRewardModel | None = None
+        """With ``privileged.reward_model_averaging``, the model the optimiser trains; then
+        ``reward_model``, which the posterior reads, is the running average of its weights."""
+        if self.reward_model is not None and priv.reward_model_averaging > 0.0:
+            self.reward_model_trained = copy.deepcopy(self.reward_model)
         self.observation_model: FeatureObservationModel | None = None
         if self.reward_model is not None and priv.observation_likelihood and task_dim is not None:
             self.observation_model = FeatureObservationModel(

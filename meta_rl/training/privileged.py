@@ -175,6 +175,8 @@ def reward_model_update(
     generator: torch.Generator,
     observation_model: FeatureObservationModel | None = None,
     dynamics_model: FeatureDynamicsModel | None = None,
+    average: FeatureRewardModel | None = None,
+    averaging: tuple[float, int] = (0.0, 0),
 ) -> dict[str, float]:
     """Fit the reward model of the particle posterior (``privileged.hypotheses: particles``) on
     a batch of trials: ``updates`` steps of squared error on minibatches of ``batch_size`` valid
@@ -196,7 +198,13 @@ def reward_model_update(
     With ``dynamics_model`` (``privileged.dynamics_likelihood``) each step also fits it on the
     same minibatch's changes of the normalised observation, after its per-dimension error on
     the fresh trials became its ``log_var`` (``privileged/dynamics_model_error``: the mean of
-    that error)."""
+    that error).
+
+    With ``average`` (``privileged.reward_model_averaging``), the model the posterior reads:
+    it is calibrated (its ``sigma``, the logged errors) in place of ``model``, and after the
+    steps its weights move to ``w`` times themselves plus ``1 - w`` times ``model``'s, where
+    ``averaging`` is ``(momentum, n)``, ``n`` the averages made before and ``w = min(momentum,
+    n / (n + 1))``: the plain mean of the trained weights until the momentum is reached."""
     t_len = trials.obs.shape[0]
     feats = features.unsqueeze(0).expand(t_len, *features.shape)
     valid = trials.mask
@@ -204,16 +212,17 @@ def reward_model_update(
         x[valid] for x in (trials.obs, trials.action, trials.next_obs, feats, raw_rewards)
     )
     out: dict[str, float] = {}
+    read = model if average is None else average  # the model the posterior reads
     with torch.no_grad():
-        mean, log_var = model.distribution(obs, act, nxt, f)
+        mean, log_var = read.distribution(obs, act, nxt, f)
         rmse = ((mean - r) ** 2).mean().sqrt()
-        if model.learned_noise:
+        if read.learned_noise:
             calibration = ((mean - r) ** 2 / log_var.exp()).mean().sqrt()
-            model.sigma.copy_(calibration)
+            read.sigma.copy_(calibration)
             out["privileged/reward_noise_calibration"] = float(calibration)
             out["privileged/reward_noise_width"] = float((0.5 * log_var).exp().mean())
         else:
-            model.sigma.copy_(rmse)
+            read.sigma.copy_(rmse)
     first = trials.obs[0]
     if observation_model is not None:
         with torch.no_grad():
@@ -240,6 +249,12 @@ def reward_model_update(
         if guard.stopped:
             break
         losses.append(float(loss.detach()))
+    if average is not None and not guard.stopped:
+        momentum, n = averaging
+        keep = min(momentum, n / (n + 1))
+        with torch.no_grad():
+            for avg, trained in zip(average.parameters(), model.parameters(), strict=True):
+                avg.lerp_(trained, 1.0 - keep)
     return {
         **out,
         "privileged/reward_model_rmse": float(rmse),

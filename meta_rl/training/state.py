@@ -133,7 +133,8 @@ class TrainingState:
         reward_params: list[nn.Parameter] = []
         reward_opt = None
         if nets.reward_model is not None:
-            reward_params = list(nets.reward_model.parameters())
+            trained = nets.reward_model_trained or nets.reward_model  # the average only follows
+            reward_params = list(trained.parameters())
             if nets.observation_model is not None:
                 reward_params += list(nets.observation_model.parameters())
             if nets.dynamics_model is not None:

@@ -407,7 +407,7 @@ class Trainer:
         assert batch.task_features is not None
         priv = self.cfg.privileged
         return reward_model_update(
-            model,
+            self.networks.reward_model_trained or model,
             batch.trial_tensors(self.agent),
             batch.rewards,
             head.targets(batch.task_features),
@@ -417,6 +417,8 @@ class Trainer:
             generator=self.state.learn_gen,
             observation_model=self.networks.observation_model,
             dynamics_model=self.networks.dynamics_model,
+            average=model if self.networks.reward_model_trained is not None else None,
+            averaging=(priv.reward_model_averaging, self.counters.iteration),
         )
 
     def evaluate(self) -> dict[str, float]:
