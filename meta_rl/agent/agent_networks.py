@@ -171,6 +171,14 @@ class AgentNetworks(nn.Module):
                 obs_dim, action_dim, task_dim, hidden=priv.reward_model_hidden
             )
 
+    @property
+    def fitted_reward_model(self) -> FeatureRewardModel | None:
+        """The reward model the optimiser fits: ``reward_model_trained`` with averaging, else
+        ``reward_model`` itself (None without a particle posterior)."""
+        if self.reward_model_trained is not None:
+            return self.reward_model_trained
+        return self.reward_model
+
     def conditioning(
         self, belief: torch.Tensor, hypothesis: torch.Tensor | None = None
     ) -> torch.Tensor:

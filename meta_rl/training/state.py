@@ -133,8 +133,9 @@ class TrainingState:
         reward_params: list[nn.Parameter] = []
         reward_opt = None
         if nets.reward_model is not None:
-            trained = nets.reward_model_trained or nets.reward_model  # the average only follows
-            reward_params = list(trained.parameters())
+            fitted = nets.fitted_reward_model
+            assert fitted is not None
+            reward_params = list(fitted.parameters())  # an average only follows
             if nets.observation_model is not None:
                 reward_params += list(nets.observation_model.parameters())
             if nets.dynamics_model is not None:

@@ -406,8 +406,10 @@ class Trainer:
         assert model is not None and head is not None and self.reward_guard is not None
         assert batch.task_features is not None
         priv = self.cfg.privileged
+        fitted = self.networks.fitted_reward_model
+        assert fitted is not None
         return reward_model_update(
-            self.networks.reward_model_trained or model,
+            fitted,
             batch.trial_tensors(self.agent),
             batch.rewards,
             head.targets(batch.task_features),
@@ -417,7 +419,7 @@ class Trainer:
             generator=self.state.learn_gen,
             observation_model=self.networks.observation_model,
             dynamics_model=self.networks.dynamics_model,
-            average=model if self.networks.reward_model_trained is not None else None,
+            average=None if fitted is model else model,
             averaging=(priv.reward_model_averaging, self.counters.iteration),
         )
 
