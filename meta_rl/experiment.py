@@ -460,6 +460,14 @@ class PrivilegedConfig(Config):
         "draw. 0: off.",
         ge=0,
     )
+    refine_every: int = param(
+        0,
+        "With refine_steps > 0, also refine every this many steps within each episode, the "
+        "first included, on the trial's evidence so far (each row then draws its hypothesis "
+        "afresh, by weight): a task the bank does not describe is found within the episode "
+        "instead of from the next one. 0: only as each later episode begins.",
+        ge=0,
+    )
     refine_top: int = param(
         4, "With refine_steps > 0, how many particles are refined (the most likely ones).", ge=1
     )
@@ -501,6 +509,12 @@ class PrivilegedConfig(Config):
                 f"privileged.refine_steps: got {self.refine_steps} with privileged.hypotheses "
                 f"{self.hypotheses!r}; refinement moves particles, so set hypotheses: particles "
                 "(or refine_steps: 0)"
+            )
+        if self.refine_every > 0 and self.refine_steps < 1:
+            raise ValueError(
+                f"privileged.refine_every: got {self.refine_every} with privileged.refine_steps "
+                f"{self.refine_steps}; it schedules refinement within episodes, so set "
+                "refine_steps > 0 (or refine_every: 0)"
             )
         if self.hypotheses == "particles" and self.teacher is None:
             raise ValueError(
@@ -750,6 +764,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "observation_likelihood",
             "dynamics_likelihood",
             "refine_steps",
+            "refine_every",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:
@@ -757,7 +772,7 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             defaults.pop(key)
         if priv.get("refine_steps", 0) == 0:
             # Refinement off: its step size and count of particles decide nothing.
-            for key in ("refine_top", "refine_lr"):
+            for key in ("refine_top", "refine_lr", "refine_every"):
                 priv.pop(key, None)
                 defaults.pop(key, None)
         if priv == defaults:

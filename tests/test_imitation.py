@@ -189,6 +189,10 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
     on = priv("privileged.refine_steps=60")
     assert (on["refine_steps"], on["refine_top"], on["refine_lr"]) == (60, 4, 0.05)
     assert on != priv("privileged.refine_steps=60", "privileged.refine_top=9")
+    # Refinement within episodes: left out at its default (0), and while refinement is off.
+    assert "refine_every" not in on
+    assert priv("privileged.refine_steps=60", "privileged.refine_every=0") == on
+    assert priv("privileged.refine_steps=60", "privileged.refine_every=30")["refine_every"] == 30
 
 
 @pytest.mark.parametrize(
@@ -209,6 +213,11 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
         (["privileged.likelihood_temperature=0.5"], r"privileged\.likelihood_temperature"),
         (["privileged.refine_steps=5"], r"privileged\.refine_steps: got 5 with privileged\.hyp"),
         (["privileged.refine_lr=0"], r"privileged\.refine_lr"),
+        (
+            ["privileged.refine_every=5"],
+            r"privileged\.refine_every: got 5 with privileged\.refine_steps 0",
+        ),
+        (["privileged.refine_every=-1"], r"privileged\.refine_every"),
         (["train.algorithm=dagger"], r"train\.algorithm: got 'dagger' with imitation\.expert"),
         (["imitation.expert=runs/x"], r"imitation\.expert: got 'runs/x' with train\.algorithm"),
         (
@@ -707,6 +716,7 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
         assert abs(float(log_var.exp().mean()) - error) < 1e-5
     if refine:
         _check_no_refine_evaluation(full, tmp_path)
+        _check_refinement_within_episodes(full)
         _check_exploration_trace(full)
     else:
         from meta_rl.evaluation.config import EvalConfig
@@ -732,6 +742,38 @@ def _check_exploration_trace(run: Path) -> None:
     assert trace.particles[:, -1].mean() < 16  # the rewards have weighed the particles
     assert trace.reward_so_far.shape == (3, steps)
     assert len(exploration_table(trace).splitlines()) == 2 + len({0, 1, 2, 3, 4, 5})
+
+
+def _check_refinement_within_episodes(run: Path) -> None:
+    """``privileged.refine_every`` k: the particles are refined at steps k, 2k, ... of every
+    episode, the first included, besides as each later episode begins; without it only then.
+    Each refinement draws every row's hypothesis afresh."""
+    from meta_rl.agent.meta_agent import MetaAgent
+    from meta_rl.agent.particles import ParticlePosterior
+    from meta_rl.evaluation.protocol import make_eval_env, sample_tasks, set_env_tasks
+    from meta_rl.trial import run_trial
+
+    def refined_at(every: int) -> list[int]:
+        agent = MetaAgent.from_checkpoint(run)
+        agent.refine_every = every
+        steps: list[int] = []
+        original = ParticlePosterior.refine
+
+        def spy(self: ParticlePosterior, *args: Any) -> None:
+            steps.append(agent._steps_in_episode - 1)  # the step about to act
+            original(self, *args)
+            assert self.index is None
+
+        env = make_eval_env(TOY_ENV_ID, 2, seed=0, env_kwargs={"split": "test"})
+        set_env_tasks(env, sample_tasks(TOY_ENV_ID, 2, "test", np.random.default_rng(0), {}))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ParticlePosterior, "refine", spy)
+            run_trial(env, agent, episodes=2, deterministic=True, seed=0, episode_steps=6)
+        env.close()
+        return steps
+
+    assert refined_at(0) == [0]  # as episode 2 begins
+    assert refined_at(2) == [2, 4, 0, 2, 4]
 
 
 def _check_no_refine_evaluation(run: Path, tmp_path: Path) -> None:

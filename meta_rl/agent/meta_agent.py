@@ -139,6 +139,8 @@ class MetaAgent:
         self.refine_steps = priv.refine_steps if refine else 0
         """Gradient steps refining the particles as each later episode begins (0: off; the
         no-refine ablation, :meth:`without_refinement`)."""
+        self.refine_every = priv.refine_every
+        """With refinement, also refine every this many steps within an episode (0: never)."""
         self._refine_pending = False
         # Particles fused with a one-component head that the belief trains (particles.fuse).
         self._fuses_head = (
@@ -428,7 +430,8 @@ class MetaAgent:
         self._steps_in_episode += 1
         scheduled = self._hypothesis is None or (every > 0 and t % every == 0)
         if self._particles is not None:
-            if self._refine_pending:
+            within = self.refine_every > 0 and t > 0 and t % self.refine_every == 0
+            if self._refine_pending or within:
                 self._refine_pending = False
                 self._particles.refine(self.refine_steps, priv.refine_top, priv.refine_lr)
             self._hypothesis = self._particles.hypotheses(scheduled, nats)
