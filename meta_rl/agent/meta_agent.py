@@ -139,8 +139,9 @@ class MetaAgent:
         self.refine_steps = priv.refine_steps if refine else 0
         """Gradient steps refining the particles as each later episode begins (0: off; the
         no-refine ablation, :meth:`without_refinement`)."""
-        self.refine_every = priv.refine_every
-        """With refinement, also refine every this many steps within an episode (0: never)."""
+        self.refine_every = priv.refine_every if self.refine_steps > 0 else 0
+        """Also refine every this many steps within an episode (0: never; always 0 without
+        refinement, so the no-refine ablation makes no call)."""
         self._refine_pending = False
         # Particles fused with a one-component head that the belief trains (particles.fuse).
         self._fuses_head = (
