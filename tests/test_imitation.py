@@ -724,6 +724,8 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
 
         with pytest.raises(ValueError, match=r"no_refine: checkpoint .* does not refine"):
             evaluate_checkpoint(full, EvalConfig(no_refine=True, wandb_mode="disabled"))
+        with pytest.raises(ValueError, match=r"refine_every: checkpoint .* does not refine"):
+            evaluate_checkpoint(full, EvalConfig(refine_every=5, wandb_mode="disabled"))
 
 
 def _check_exploration_trace(run: Path) -> None:
@@ -754,8 +756,8 @@ def _check_refinement_within_episodes(run: Path) -> None:
     from meta_rl.trial import run_trial
 
     def refined_at(every: int) -> list[int]:
-        agent = MetaAgent.from_checkpoint(run)
-        agent.refine_every = every
+        agent = MetaAgent.from_checkpoint(run).with_refine_every(every)
+        assert agent.refine_every == every
         steps: list[int] = []
         original = ParticlePosterior.refine
 
@@ -778,7 +780,9 @@ def _check_refinement_within_episodes(run: Path) -> None:
 
 def _check_no_refine_evaluation(run: Path, tmp_path: Path) -> None:
     """``no_refine`` adds the refinement-off ablation: the same networks, identical in
-    episode 1 (nothing is refined before the trial's second episode), refined afterwards."""
+    episode 1 (nothing is refined before the trial's second episode), refined afterwards.
+    ``refine_every`` adds the agent refining within episodes too: it acts otherwise from the
+    trial's third step, episode 1 included, and is paired with the agent."""
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
 
@@ -787,15 +791,19 @@ def _check_no_refine_evaluation(run: Path, tmp_path: Path) -> None:
         num_seeds=1,
         num_episodes=3,
         no_refine=True,
+        refine_every=2,
         num_videos=0,
         wandb_mode="disabled",
         progress_bar=False,
     )
     report = evaluate_checkpoint(run, cfg, out_dir=tmp_path / "eval")
     by_name = {m.name: m.results.returns for m in report.methods}
-    assert set(by_name) == {"meta-agent", "zero-shot", "no-refine"}
+    assert set(by_name) == {"meta-agent", "zero-shot", "no-refine", "refine-every-2"}
     np.testing.assert_array_equal(by_name["meta-agent"][:, 0], by_name["no-refine"][:, 0])
     assert not np.array_equal(by_name["meta-agent"][:, 1:], by_name["no-refine"][:, 1:])
+    assert not np.array_equal(by_name["meta-agent"][:, 0], by_name["refine-every-2"][:, 0])
+    every = next(m for m in report.methods if m.name == "refine-every-2")
+    assert every.reference == "meta-agent" and every.vs_reference is not None
 
 
 # ---------------------------------------------------------------------- DAgger

@@ -81,7 +81,9 @@ class MetaAgent:
     """Adaptive agent: belief from the context encoder, actions from the conditioned policy.
 
     ``adapt`` False drops the MAML inner loop (the meta-parameters act in every episode);
-    ``refine`` False drops the particle posterior's refinement (``privileged.refine_steps``).
+    ``refine`` False drops the particle posterior's refinement (``privileged.refine_steps``);
+    ``refine_every`` (None: ``privileged.refine_every``) sets how often it also refines within
+    an episode.
     ``generator`` (a CPU ``torch.Generator``) draws the exploration noise; ``seed`` seeds a
     fresh one when it is not given. ``noise_rows`` ``(start, total)``: this agent acts for the
     sub-environments ``start, start + 1, ...`` of a meta-batch of ``total`` spread over several
@@ -101,6 +103,7 @@ class MetaAgent:
         use_context: bool | None = None,
         adapt: bool = True,
         refine: bool = True,
+        refine_every: int | None = None,
         generator: torch.Generator | None = None,
         seed: int = 0,
         noise_rows: tuple[int, int] | None = None,
@@ -139,7 +142,10 @@ class MetaAgent:
         self.refine_steps = priv.refine_steps if refine else 0
         """Gradient steps refining the particles as each later episode begins (0: off; the
         no-refine ablation, :meth:`without_refinement`)."""
-        self.refine_every = priv.refine_every if self.refine_steps > 0 else 0
+        every = priv.refine_every if refine_every is None else refine_every
+        if every < 0:
+            raise ValueError(f"refine_every: got {every}; allowed: >= 0 (0: never)")
+        self.refine_every = every if self.refine_steps > 0 else 0
         """Also refine every this many steps within an episode (0: never; always 0 without
         refinement, so the no-refine ablation makes no call)."""
         self._refine_pending = False
@@ -535,7 +541,28 @@ class MetaAgent:
             use_context=self.use_context, adapt=self.maml is not None, refine=False
         )
 
-    def _sibling(self, *, use_context: bool, adapt: bool = False, refine: bool = True) -> MetaAgent:
+    def with_refine_every(self, every: int) -> MetaAgent:
+        """A particle agent (``privileged.refine_steps`` > 0) that also refines every ``every``
+        steps within each episode (``privileged.refine_every``; 0: only as each later episode
+        begins): a new agent over the same networks (shared), everything else as this one.
+        Raises ``ValueError`` for an agent that does not refine or a negative ``every``."""
+        if self.refine_steps < 1:
+            raise ValueError(
+                "with_refine_every: the agent does not refine its particles "
+                "(privileged.refine_steps 0)"
+            )
+        return self._sibling(
+            use_context=self.use_context, adapt=self.maml is not None, refine_every=every
+        )
+
+    def _sibling(
+        self,
+        *,
+        use_context: bool,
+        adapt: bool = False,
+        refine: bool = True,
+        refine_every: int | None = None,
+    ) -> MetaAgent:
         """A new agent over the same networks (without the MAML inner loop unless ``adapt``),
         with its own trial state and a fresh generator seeded as :meth:`from_checkpoint` seeds
         it."""
@@ -548,6 +575,7 @@ class MetaAgent:
             use_context=use_context,
             adapt=adapt,
             refine=refine,
+            refine_every=refine_every,
         )
 
     @classmethod

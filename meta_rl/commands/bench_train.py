@@ -85,6 +85,7 @@ def _compare_runs(args: argparse.Namespace) -> int:
     )
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.plots import plot_adaptation_curve
+    from meta_rl.evaluation.runner import control_names
     from meta_rl.evaluation.stats import Summary
 
     if args.ablations is not None or args.meta_update_cost or args.jobs != 1:
@@ -111,15 +112,7 @@ def _compare_runs(args: argparse.Namespace) -> int:
     report = evaluate_ablations(runs, eval_cfg, out)
     print((out / "eval.md").read_text())
     print(f"wrote {out / 'eval.json'} and eval.md")
-    controls = [
-        name
-        for name, on in (
-            ("zero-shot", eval_cfg.zero_shot),
-            ("no-maml", eval_cfg.no_maml),
-            ("no-refine", eval_cfg.no_refine),
-        )
-        if on
-    ]
+    controls = control_names(eval_cfg)
     # The first configuration against each other one of as many runs (the same training seeds,
     # in order), then each configuration against each of its controls (the same networks).
     (first, first_members), *others = groups.items()

@@ -52,6 +52,14 @@ class EvalConfig(Config):
         "Also evaluate a particle agent with its refinement off (privileged.refine_steps: the "
         "bank's particles alone): what refining them adds. Only for checkpoints that refine.",
     )
+    refine_every: int | None = param(
+        None,
+        "Also evaluate a particle agent acting with refinement every this many steps within "
+        "each episode (privileged.refine_every), named refine-every-<k>: what refining within "
+        "episodes adds, paired with the agent as trained; null: not. Only for checkpoints that "
+        "refine.",
+        ge=1,
+    )
     baselines: tuple[str, ...] = param(
         (), "SB3 baseline run dirs or model zips (from `metarl baselines`) to evaluate too."
     )

@@ -62,6 +62,8 @@ __all__ = [
     "DEFAULT_WANDB_PROJECT",
     "Method",
     "clean_env_kwargs",
+    "control_methods",
+    "control_names",
     "evaluate_checkpoint",
     "evaluate_methods",
     "family_of",
@@ -454,12 +456,28 @@ def evaluate_checkpoint(
     )
 
 
+def control_names(cfg: EvalConfig) -> list[str]:
+    """The names of the controls ``cfg`` asks for, in the order :func:`control_methods` builds
+    them: ``zero-shot``, ``no-maml``, ``no-refine``, ``refine-every-<k>``."""
+    return [
+        name
+        for name, on in (
+            ("zero-shot", cfg.zero_shot),
+            ("no-maml", cfg.no_maml),
+            ("no-refine", cfg.no_refine),
+            (f"refine-every-{cfg.refine_every}", cfg.refine_every is not None),
+        )
+        if on
+    ]
+
+
 def control_methods(agent: Any, cfg: EvalConfig, source: str, prefix: str = "") -> list[Method]:
-    """The controls of one meta-agent that ``cfg`` asks for, each the same networks with one
-    part of adaptation off: ``zero-shot`` (``cfg.zero_shot``: no context), ``no-maml``
-    (``cfg.no_maml``: no inner step) and ``no-refine`` (``cfg.no_refine``: no refinement of the
-    particles), named ``prefix`` + the control. Raises ``ValueError`` for a control the agent
-    lacks the part of."""
+    """The controls of one meta-agent that ``cfg`` asks for (:func:`control_names`), each the
+    same networks with one part of adaptation changed: ``zero-shot`` (``cfg.zero_shot``: no
+    context), ``no-maml`` (``cfg.no_maml``: no inner step), ``no-refine`` (``cfg.no_refine``: no
+    refinement of the particles) and ``refine-every-<k>`` (``cfg.refine_every``: refinement also
+    every k steps within each episode), named ``prefix`` + the control. Raises ``ValueError``
+    for a control the agent lacks the part of."""
     out = []
     if cfg.zero_shot:
         out.append(Method(f"{prefix}zero-shot", agent.zero_shot(), kind="zero_shot", source=source))
@@ -479,6 +497,15 @@ def control_methods(agent: Any, cfg: EvalConfig, source: str, prefix: str = "") 
         out.append(
             Method(f"{prefix}no-refine", agent.without_refinement(), kind="ablation", source=source)
         )
+    if cfg.refine_every is not None:
+        if agent.refine_steps < 1:
+            raise ValueError(
+                f"refine_every: checkpoint {source!r} does not refine its particles "
+                "(privileged.refine_steps 0); set refine_every: null"
+            )
+        every = agent.with_refine_every(cfg.refine_every)
+        name = f"{prefix}refine-every-{cfg.refine_every}"
+        out.append(Method(name, every, kind="ablation", source=source))
     return out
 
 
