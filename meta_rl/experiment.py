@@ -462,10 +462,15 @@ class PrivilegedConfig(Config):
     )
     refine_every: int = param(
         0,
-        "With refine_steps > 0, also refine every this many steps within each episode, the "
+        "With refine_steps > 0, how the trained agent acts (metarl evaluate, MetaAgent."
+        "from_checkpoint): it also refines every this many steps within each episode, the "
         "first included, on the trial's evidence so far (each row then draws its hypothesis "
-        "afresh, by weight): a task the bank does not describe is found within the episode "
-        "instead of from the next one. 0: only as each later episode begins.",
+        "afresh, by weight), so a task the bank does not describe is found within the episode "
+        "instead of from the next one; about a fifth of an episode (measured: docs/results.md). "
+        "Training (its collection and in-loop evaluation) refines only as each later episode "
+        "begins, whatever this says: it would cost several times the acting time, and only the "
+        "reward model learns from those trials; so the key is not part of the config hash. "
+        "0: only as each later episode begins.",
         ge=0,
     )
     refine_top: int = param(
@@ -764,15 +769,17 @@ def hashed_config(data: dict[str, Any]) -> dict[str, Any]:
             "observation_likelihood",
             "dynamics_likelihood",
             "refine_steps",
-            "refine_every",
         ):
             # Left out at their defaults: runs from before these keys keep their hash.
             if priv.get(key, defaults[key]) == defaults[key]:
                 priv.pop(key, None)
             defaults.pop(key)
+        # How the trained agent acts, never read by training (MetaAgent.refine_every).
+        priv.pop("refine_every", None)
+        defaults.pop("refine_every", None)
         if priv.get("refine_steps", 0) == 0:
             # Refinement off: its step size and count of particles decide nothing.
-            for key in ("refine_top", "refine_lr", "refine_every"):
+            for key in ("refine_top", "refine_lr"):
                 priv.pop(key, None)
                 defaults.pop(key, None)
         if priv == defaults:

@@ -189,10 +189,11 @@ def test_defaults_leave_the_config_hash_as_before() -> None:
     on = priv("privileged.refine_steps=60")
     assert (on["refine_steps"], on["refine_top"], on["refine_lr"]) == (60, 4, 0.05)
     assert on != priv("privileged.refine_steps=60", "privileged.refine_top=9")
-    # Refinement within episodes: left out at its default (0), and while refinement is off.
+    # Refinement within episodes is how the trained agent acts, never read by training: the
+    # hash leaves it out at every value.
     assert "refine_every" not in on
     assert priv("privileged.refine_steps=60", "privileged.refine_every=0") == on
-    assert priv("privileged.refine_steps=60", "privileged.refine_every=30")["refine_every"] == 30
+    assert priv("privileged.refine_steps=60", "privileged.refine_every=30") == on
 
 
 @pytest.mark.parametrize(
@@ -672,6 +673,8 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
         f"privileged.observation_likelihood={str(observation).lower()}",
         f"privileged.dynamics_likelihood={str(dynamics).lower()}",
         f"privileged.refine_steps={refine}",
+        # How the trained agent acts; training must not read it (resumed exactly all the same).
+        f"privileged.refine_every={2 if dynamics else 0}",
         f"privileged.teacher={expert}",
         "privileged.hypotheses=particles",
         "privileged.particles=16",
@@ -714,10 +717,12 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
         error = metrics[-1]["privileged/dynamics_model_error"]
         log_var = a["networks"]["dynamics_model.log_var"]
         assert abs(float(log_var.exp().mean()) - error) < 1e-5
+    assert agent.refine_every == (2 if refine and dynamics else 0)
     if refine:
         _check_no_refine_evaluation(full, tmp_path)
         _check_refinement_within_episodes(full)
-        _check_exploration_trace(full)
+        _check_training_refines_only_as_episodes_begin(tmp_path, over)
+        _check_exploration_trace(full, joined=8 if dynamics else 0)
     else:
         from meta_rl.evaluation.config import EvalConfig
         from meta_rl.evaluation.runner import evaluate_checkpoint
@@ -728,10 +733,11 @@ def test_a_particle_student_trains_its_reward_model_and_resumes_exactly(
             evaluate_checkpoint(full, EvalConfig(refine_every=5, wandb_mode="disabled"))
 
 
-def _check_exploration_trace(run: Path) -> None:
+def _check_exploration_trace(run: Path, joined: int) -> None:
     """The episode-1 trace of a particle student: per step its actions, the hypotheses it
     read (particles of the bank, standardised), the posterior's effective size (the bank's
-    before any evidence) and the reward so far."""
+    before any evidence, at most the bank and the ``joined`` refined particles after) and the
+    reward so far."""
     from meta_rl.evaluation.exploration import exploration_table, trace_checkpoint
 
     trace = trace_checkpoint(str(run), num_tasks=3, task_seed=1)
@@ -740,8 +746,10 @@ def _check_exploration_trace(run: Path) -> None:
     assert trace.hypotheses is not None and trace.features is not None
     assert trace.hypotheses.shape == (3, steps, 1) and trace.features.shape == (3, 1)
     assert trace.particles is not None and trace.particles.shape == (3, steps)
-    assert bool((trace.particles <= 16 + 1e-6).all()) and bool((trace.particles >= 1 - 1e-6).all())
-    assert trace.particles[:, -1].mean() < 16  # the rewards have weighed the particles
+    assert bool((trace.particles <= 16 + joined + 1e-6).all())
+    assert bool((trace.particles >= 1 - 1e-6).all())
+    # The rewards have weighed the particles (the refinement-free trace pins it to the bank).
+    assert trace.particles[:, -1].mean() < 16 + joined
     assert trace.reward_so_far.shape == (3, steps)
     assert len(exploration_table(trace).splitlines()) == 2 + len({0, 1, 2, 3, 4, 5})
 
@@ -778,31 +786,60 @@ def _check_refinement_within_episodes(run: Path) -> None:
     assert refined_at(2) == [2, 4, 0, 2, 4]
 
 
+def _check_training_refines_only_as_episodes_begin(tmp_path: Path, over: tuple[str, ...]) -> None:
+    """``privileged.refine_every`` is how the trained agent acts: the trainer's collection and
+    its in-loop evaluation refine only as each later episode begins, whatever it says."""
+    from meta_rl.agent.particles import ParticlePosterior
+
+    cfg = _cfg(tmp_path / "collect", *over, "privileged.refine_every=2", "train.iterations=1")
+    trainer = Trainer(cfg, None)
+    try:
+        assert trainer.agent.refine_every == 0 and trainer._eval_agent().refine_every == 0
+        steps: list[int] = []
+        original = ParticlePosterior.refine
+
+        def spy(self: ParticlePosterior, *args: Any) -> None:
+            steps.append(trainer.agent._steps_in_episode - 1)  # the step about to act
+            original(self, *args)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ParticlePosterior, "refine", spy)
+            trainer.collect()
+        assert steps == [0]  # once, as episode 2 of the trial begins
+    finally:
+        trainer.close()
+
+
 def _check_no_refine_evaluation(run: Path, tmp_path: Path) -> None:
     """``no_refine`` adds the refinement-off ablation: the same networks, identical in
-    episode 1 (nothing is refined before the trial's second episode), refined afterwards.
+    episode 1 to an agent that refines only as later episodes begin, refined afterwards.
     ``refine_every`` adds the agent refining within episodes too: it acts otherwise from the
-    trial's third step, episode 1 included, and is paired with the agent."""
+    trial's fourth step, episode 1 included, and is paired with the agent. An agent trained
+    with ``privileged.refine_every`` acts so itself."""
+    from meta_rl.agent.meta_agent import MetaAgent
     from meta_rl.evaluation.config import EvalConfig
     from meta_rl.evaluation.runner import evaluate_checkpoint
+
+    within = MetaAgent.from_checkpoint(run).refine_every > 0
 
     cfg = EvalConfig(
         num_tasks=4,
         num_seeds=1,
         num_episodes=3,
         no_refine=True,
-        refine_every=2,
+        refine_every=3,
         num_videos=0,
         wandb_mode="disabled",
         progress_bar=False,
     )
     report = evaluate_checkpoint(run, cfg, out_dir=tmp_path / "eval")
     by_name = {m.name: m.results.returns for m in report.methods}
-    assert set(by_name) == {"meta-agent", "zero-shot", "no-refine", "refine-every-2"}
-    np.testing.assert_array_equal(by_name["meta-agent"][:, 0], by_name["no-refine"][:, 0])
-    assert not np.array_equal(by_name["meta-agent"][:, 1:], by_name["no-refine"][:, 1:])
-    assert not np.array_equal(by_name["meta-agent"][:, 0], by_name["refine-every-2"][:, 0])
-    every = next(m for m in report.methods if m.name == "refine-every-2")
+    assert set(by_name) == {"meta-agent", "zero-shot", "no-refine", "refine-every-3"}
+    agent, off = by_name["meta-agent"], by_name["no-refine"]
+    assert np.array_equal(agent[:, 0], off[:, 0]) == (not within)
+    assert not np.array_equal(agent[:, 1:], off[:, 1:])
+    assert not np.array_equal(agent[:, 0], by_name["refine-every-3"][:, 0])
+    every = next(m for m in report.methods if m.name == "refine-every-3")
     assert every.reference == "meta-agent" and every.vs_reference is not None
 
 

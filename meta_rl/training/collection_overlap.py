@@ -106,6 +106,7 @@ class _Bench:
             action_high=self.high,
             generator=torch.Generator().manual_seed(seed),
             noise_rows=noise,
+            refine_every=0,  # as the trainer's collection acts (privileged.refine_every)
         )
 
     def collect(

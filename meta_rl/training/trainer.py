@@ -203,6 +203,7 @@ class Trainer:
             device=self.device,
             generator=state.act_gen,
             noise_rows=(self.shard.start, env.tasks_per_batch) if world.distributed else None,
+            refine_every=0,  # privileged.refine_every is how the trained agent acts, not training
         )
         self._inference_errors: InferenceErrors | None = None  # of the last collected batch
         limit = cfg.train.max_consecutive_nonfinite
@@ -454,6 +455,7 @@ class Trainer:
             action_high=self.state.action_high,
             device=self.device,
             generator=torch.Generator().manual_seed(self.eval_seed),
+            refine_every=0,  # as collection acts (privileged.refine_every: the trained agent's)
         )
 
     def collect(self) -> TrialBatch:
