@@ -532,27 +532,30 @@ class MetaAgent:
         new agent over the same networks (shared), acting on the bank's particles alone; what
         it loses against this agent is what refining them adds. Raises ``ValueError`` for an
         agent that does not refine."""
-        if self.refine_steps < 1:
-            raise ValueError(
-                "without_refinement: the agent does not refine its particles "
-                "(privileged.refine_steps 0)"
-            )
-        return self._sibling(
-            use_context=self.use_context, adapt=self.maml is not None, refine=False
-        )
+        return self._refining_sibling("without_refinement", refine=False)
 
     def with_refine_every(self, every: int) -> MetaAgent:
         """A particle agent (``privileged.refine_steps`` > 0) that also refines every ``every``
         steps within each episode (``privileged.refine_every``; 0: only as each later episode
         begins): a new agent over the same networks (shared), everything else as this one.
         Raises ``ValueError`` for an agent that does not refine or a negative ``every``."""
+        return self._refining_sibling("with_refine_every", refine_every=every)
+
+    def _refining_sibling(
+        self, caller: str, *, refine: bool = True, refine_every: int | None = None
+    ) -> MetaAgent:
+        """A sibling of a particle agent that refines, its belief and MAML as this one's, with
+        refinement as given; ``caller`` names the method in the ``ValueError`` raised for an
+        agent that does not refine."""
         if self.refine_steps < 1:
             raise ValueError(
-                "with_refine_every: the agent does not refine its particles "
-                "(privileged.refine_steps 0)"
+                f"{caller}: the agent does not refine its particles (privileged.refine_steps 0)"
             )
         return self._sibling(
-            use_context=self.use_context, adapt=self.maml is not None, refine_every=every
+            use_context=self.use_context,
+            adapt=self.maml is not None,
+            refine=refine,
+            refine_every=refine_every,
         )
 
     def _sibling(
